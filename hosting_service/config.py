@@ -1,0 +1,157 @@
+"""All settings of a Hosting System deployment, in one place.
+
+A :class:`Settings` is built from ``DICOM_HOST_*`` environment variables, so that every gunicorn worker
+of one deployment sees the same values; ``dicom-host serve`` turns its options into those variables
+before it starts gunicorn. Each field documents its variable and default.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+from hosting_service.model import Rectangle
+
+ENV_PREFIX = "DICOM_HOST_"
+
+
+def _rect(text: str) -> Rectangle:
+    """``"X,Y,WIDTH,HEIGHT"`` (screen coordinates, origin top-left) as a Rectangle."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"screen must be X,Y,WIDTH,HEIGHT in pixels, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"screen width and height must be positive, got {text!r}")
+    return Rectangle(Height=h, Width=w, RefPointX=x, RefPointY=y)
+
+
+def _protocols(text: str) -> tuple[str, ...]:
+    from hosting_service.outputs.protocols import normalize_protocol
+
+    result = tuple(normalize_protocol(p) for p in text.split(",") if p.strip())
+    if not result:
+        raise ValueError("at least one output protocol must be allowed")
+    return result
+
+
+def _choice(*options: str):
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default=Path("./var"), metadata={"env": "DATA_DIR", "parse": Path})
+    """Where the store, the work areas and the results live (``DICOM_HOST_DATA_DIR``)."""
+
+    public_url: str = field(default="http://127.0.0.1:8080", metadata={"env": "PUBLIC_URL", "parse": str})
+    """Base URL by which applications reach this server. hostURLs, ``?wsdl`` addresses and http: output
+    locations are built from it, never from a request's Host header (``DICOM_HOST_PUBLIC_URL``)."""
+
+    admin_token: Optional[str] = field(default=None, metadata={"env": "ADMIN_TOKEN", "parse": str})
+    """Bearer token for the admin API. Unset: the admin API answers loopback clients only."""
+
+    uid_root: Optional[str] = field(default=None, metadata={"env": "UID_ROOT", "parse": str})
+    """Organisation root for GenerateUID. Unset: ``2.25.<uuid as integer>`` UIDs (PS3.5 B.2)."""
+
+    screen: Rectangle = field(
+        default_factory=lambda: Rectangle(Height=1080, Width=1920, RefPointX=0, RefPointY=0),
+        metadata={"env": "SCREEN", "parse": _rect},
+    )
+    """The screen area GetAvailableScreen may hand out, ``X,Y,WIDTH,HEIGHT``."""
+
+    lenient_preconditions: bool = field(default=False, metadata={"env": "LENIENT", "parse": _bool})
+    """False: an operation called out of state is a Client fault. True: it answers nil/empty and the
+    store records a protocol warning (for applications that cannot be fixed)."""
+
+    output_protocols: tuple[str, ...] = field(
+        default=("file", "http"), metadata={"env": "OUTPUT_PROTOCOLS", "parse": _protocols}
+    )
+    """Output location protocols this deployment hands out (``file``, ``http``, ``https``). Use only
+    ``http`` when applications do not share the host's filesystem."""
+
+    output_semantics: str = field(
+        default="directory", metadata={"env": "OUTPUT_SEMANTICS", "parse": _choice("directory", "file")}
+    )
+    """Default meaning of an output location: a directory (the URI ends in ``/``) or a single file
+    (XIP's RECIST treats it so). Overridable per instance."""
+
+    output_retention: str = field(
+        default="keep", metadata={"env": "OUTPUT_RETENTION", "parse": _choice("keep", "delete")}
+    )
+    """What happens to an instance's results when it ends: ``keep`` them or ``delete`` them."""
+
+    upload_quota_bytes: int = field(default=8 << 30, metadata={"env": "UPLOAD_QUOTA", "parse": int})
+    """Total bytes one instance may write to its http: output locations."""
+
+    upload_max_request_bytes: int = field(default=4 << 30, metadata={"env": "UPLOAD_MAX_REQUEST", "parse": int})
+    """Largest single PUT/POST body accepted at an http: output location."""
+
+    soap_max_body_bytes: int = field(default=16 << 20, metadata={"env": "SOAP_MAX_BODY", "parse": int})
+    """Largest SOAP request accepted."""
+
+    soap_max_depth: int = field(default=64, metadata={"env": "SOAP_MAX_DEPTH", "parse": int})
+    """Deepest XML element nesting accepted in a SOAP request (the standard's messages need < 15)."""
+
+    store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
+    """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
+
+    @classmethod
+    def from_env(cls, environ: Optional[dict] = None) -> "Settings":
+        """Settings from ``DICOM_HOST_*`` variables; unset ones keep their defaults.
+
+        A malformed value raises ``ValueError`` naming the variable.
+        """
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = ENV_PREFIX + f.metadata["env"]
+            if name in environ and environ[name] != "":
+                try:
+                    values[f.name] = f.metadata["parse"](environ[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        settings = cls(**values)
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in another process (gunicorn workers)."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if isinstance(value, Rectangle):
+                value = f"{value.RefPointX},{value.RefPointY},{value.Width},{value.Height}"
+            elif isinstance(value, tuple):
+                value = ",".join(value)
+            elif isinstance(value, bool):
+                value = "1" if value else "0"
+            env[ENV_PREFIX + f.metadata["env"]] = str(value)
+        return env
+
+    @property
+    def public_url_base(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @property
+    def store_path(self) -> Path:
+        if self.store_url.startswith("sqlite:///"):
+            return Path(self.store_url[len("sqlite:///") :])
+        return self.data_dir / "store.sqlite3"
+
+    @property
+    def instances_dir(self) -> Path:
+        """Per-instance work areas: ``<data_dir>/instances/<instance id>/``."""
+        return self.data_dir / "instances"

@@ -1,0 +1,196 @@
+"""The PS3.19 application state machine and the per-state preconditions of the Host's operations.
+
+Everything the host knows about legal states lives in the two tables of this module:
+
+* :data:`TRANSITIONS`, PS3.19 §7.2 Table 7.2-2 (and Figure 7.2-1): which state changes exist, who triggers
+  them, and the row of the table that allows them;
+* :data:`PRECONDITIONS`, the "shall only be called if the Hosted Application is at ..." sentences of
+  PS3.19 §8.2 and §8.3: in which states of the application each HostService operation may be called.
+
+The store uses them to judge notifications, the wire layer to refuse out-of-state calls, the
+orchestration to decide what it may ask of an application, and the error messages and the tests quote
+them. Nothing else in the project spells out a state rule.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional
+
+
+class State(str, enum.Enum):
+    """PS3.19 §7.2 Table 7.2-1 and the XSD ``State`` enumeration (wire spelling)."""
+
+    IDLE = "IDLE"
+    INPROGRESS = "INPROGRESS"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    CANCELED = "CANCELED"
+    EXIT = "EXIT"
+
+    def __str__(self) -> str:  # so f-strings and logs show IDLE, not State.IDLE
+        return self.value
+
+
+NOT_STARTED: Optional[State] = None
+"""The application's state before its first ``notifyStateChanged`` (launched, not yet IDLE)."""
+
+
+class Trigger(str, enum.Enum):
+    HOST = "host"  # the Host calls Application.setState(to); the application then notifies
+    APP = "app"  # the application moves by itself and notifies
+
+
+@dataclass(frozen=True)
+class Transition:
+    source: Optional[State]
+    target: State
+    triggers: frozenset[Trigger]
+    cite: str
+
+
+def _t(source: Optional[State], target: State, cite: str, *triggers: Trigger) -> Transition:
+    return Transition(source, target, frozenset(triggers), cite)
+
+
+S = State
+H, A = Trigger.HOST, Trigger.APP
+
+TRANSITIONS: dict[tuple[Optional[State], State], Transition] = {
+    (t.source, t.target): t
+    for t in (
+        _t(None, S.IDLE, "PS3.19 §7.1: the launched application notifies IDLE when ready", A),
+        _t(S.IDLE, S.INPROGRESS, "PS3.19 Table 7.2-2: IDLE -> INPROGRESS, Host requests a task", H),
+        _t(S.IDLE, S.EXIT, "PS3.19 Table 7.2-2: IDLE -> EXIT, Host requests termination", H),
+        _t(S.INPROGRESS, S.SUSPENDED, "PS3.19 Table 7.2-2: INPROGRESS -> SUSPENDED, Host requests", H),
+        _t(
+            S.INPROGRESS,
+            S.CANCELED,
+            "PS3.19 Table 7.2-2: INPROGRESS -> CANCELED, Host requests or application fails (FATALERROR first)",
+            H,
+            A,
+        ),
+        _t(S.INPROGRESS, S.COMPLETED, "PS3.19 Table 7.2-2: INPROGRESS -> COMPLETED, application finished", A),
+        _t(S.SUSPENDED, S.INPROGRESS, "PS3.19 Table 7.2-2: SUSPENDED -> INPROGRESS, Host resumes", H),
+        _t(
+            S.SUSPENDED,
+            S.CANCELED,
+            "PS3.19 Table 7.2-2: SUSPENDED -> CANCELED, Host requests or application fails (FATALERROR first)",
+            H,
+            A,
+        ),
+        _t(S.COMPLETED, S.IDLE, "PS3.19 Table 7.2-2: COMPLETED -> IDLE, Host has captured the outputs", H),
+        _t(S.CANCELED, S.IDLE, "PS3.19 Table 7.2-2: CANCELED -> IDLE, application released its resources", A),
+    )
+}
+"""PS3.19 §7.2 Table 7.2-2. Keys are (from, to); ``None`` as *from* means "launched, not yet IDLE"."""
+
+
+def transition(source: Optional[State], target: State) -> Optional[Transition]:
+    """The table row that allows ``source -> target``, or ``None`` when the standard has no such row."""
+    return TRANSITIONS.get((source, target))
+
+
+def is_legal_notification(source: Optional[State], target: State) -> bool:
+    """Whether an application may report ``target`` when the host last knew it in ``source``.
+
+    A repeated notification of the current state is a harmless duplicate (§8.2.4), hence legal.
+    """
+    return source == target or (source, target) in TRANSITIONS
+
+
+def host_may_request(source: Optional[State]) -> list[State]:
+    """States the Host may ask for with ``setState`` from ``source`` (SPEC-NOTES §4.3), in table order."""
+    return [t.target for t in TRANSITIONS.values() if t.source == source and Trigger.HOST in t.triggers]
+
+
+def describe_notification(source: Optional[State], target: State) -> str:
+    """A sentence for logs and protocol warnings about a reported transition."""
+    src = "NOT_STARTED" if source is None else source.value
+    row = transition(source, target)
+    if source == target:
+        return f"{src} -> {target}: duplicate notification of the current state"
+    if row is not None:
+        return f"{src} -> {target}: {row.cite}"
+    legal = [t.target.value for t in TRANSITIONS.values() if t.source == source]
+    return (
+        f"{src} -> {target} is not a transition of PS3.19 Table 7.2-2 "
+        f"(from {src} the table allows: {', '.join(legal) or 'nothing'}); the application's report is taken as the truth"
+    )
+
+
+# --- Preconditions of the HostService operations (PS3.19 §8.2, §8.3) ---------------------------------
+
+ANY_STATE: frozenset[Optional[State]] = frozenset([None, *State])
+
+
+@dataclass(frozen=True)
+class Precondition:
+    operation: str
+    allowed: frozenset[Optional[State]]
+    cite: str
+
+
+def _p(operation: str, allowed, cite: str) -> Precondition:
+    return Precondition(operation, frozenset(allowed), cite)
+
+
+_INPROGRESS_OR_COMPLETED = (S.INPROGRESS, S.COMPLETED)
+_DATA_ACCESS = "PS3.19 §8.3.{n}: the Hosted Application shall only call this method at the INPROGRESS or COMPLETED states"
+
+PRECONDITIONS: dict[str, Precondition] = {
+    p.operation: p
+    for p in (
+        _p("GenerateUID", ANY_STATE, "PS3.19 §8.2.1: may be called at any time"),
+        _p("GetAvailableScreen", ANY_STATE, "PS3.19 §8.2.2: may be called at any time"),
+        _p(
+            "GetOutputLocation",
+            _INPROGRESS_OR_COMPLETED,
+            "PS3.19 §8.2.3: shall only be called at the INPROGRESS or COMPLETED states",
+        ),
+        _p("NotifyStateChanged", ANY_STATE, "PS3.19 §8.2.4: invoked on every transition"),
+        _p("NotifyStatus", ANY_STATE, "PS3.19 §8.2.5: may be called at any time"),
+        _p("NotifyDataAvailable", (S.INPROGRESS,), "PS3.19 §8.3.1: shall only be called at the INPROGRESS state"),
+        _p("GetData", _INPROGRESS_OR_COMPLETED, _DATA_ACCESS.format(n=2)),
+        _p("GetAsModels", _INPROGRESS_OR_COMPLETED, _DATA_ACCESS.format(n=3)),
+        _p("QueryModel", _INPROGRESS_OR_COMPLETED, _DATA_ACCESS.format(n=4)),
+        _p("QueryInfoSet", _INPROGRESS_OR_COMPLETED, _DATA_ACCESS.format(n=5)),
+        # §8.3.6/§8.3.7 state no precondition; releasing is harmless in any state (implicit at IDLE).
+        _p("ReleaseData", ANY_STATE, "PS3.19 §8.3.6: no precondition stated"),
+        _p("ReleaseModels", ANY_STATE, "PS3.19 §8.3.7: no precondition stated"),
+    )
+}
+"""In which application states each HostService operation may be called."""
+
+
+def _state_names(states) -> list[str]:
+    return ["NOT_STARTED" if s is None else s.value for s in states]
+
+
+class PreconditionViolation(Exception):
+    """An application called a HostService operation in a state the standard does not allow it in."""
+
+    def __init__(self, operation: str, state: Optional[State]):
+        self.operation = operation
+        self.state = state
+        rule = PRECONDITIONS[operation]
+        allowed = [s for s in [None, *State] if s in rule.allowed]
+        self.allowed = allowed
+        super().__init__(
+            f"{operation} is not allowed while the application is "
+            f"{_state_names([state])[0]}; allowed in: {', '.join(_state_names(allowed))} ({rule.cite})"
+        )
+
+
+def check_precondition(operation: str, state: Optional[State]) -> None:
+    """Raise :class:`PreconditionViolation` if ``operation`` may not be called in ``state``."""
+    if state not in PRECONDITIONS[operation].allowed:
+        raise PreconditionViolation(operation, state)
+
+
+def parse_state(value: str) -> State:
+    """A wire or CLI spelling of a state (case-insensitive) as a :class:`State`; ``ValueError`` otherwise."""
+    try:
+        return State(value.strip().upper())
+    except (ValueError, AttributeError):
+        raise ValueError(f"{value!r} is not a PS3.19 State (one of {', '.join(s.value for s in State)})") from None
