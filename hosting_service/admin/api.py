@@ -1,0 +1,263 @@
+"""The admin API: a small JSON HTTP interface through which people, scripts and the orchestration manage
+instances (create, offer inputs, read state and events, end).
+
+It answers loopback clients only, unless ``DICOM_HOST_ADMIN_TOKEN`` is set; then every client must send
+``Authorization: Bearer <token>``, from wherever it is. Routes are listed in docs/ARCHITECTURE.md.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import socket
+import time
+from typing import Any, Callable, Optional
+from urllib.parse import parse_qs
+
+from hosting_service.config import Settings
+from hosting_service.errors import ClientError
+from hosting_service.model import to_jsonable
+from hosting_service.states import parse_state
+from hosting_service.store import Instance, InstanceEnded, SQLiteStore, UnknownInstance
+
+log = logging.getLogger("dicom_host.admin")
+
+HOST_SERVICE_PATH = "HostService-20100825"
+APPLICATION_SERVICE_PATH = "ApplicationService-20100825"
+MAX_JSON_BODY = 4 << 20
+MAX_WAIT_SECONDS = 60.0
+_POLL_SECONDS = 0.002
+
+_ROUTE = re.compile(r"^/admin/instances(?:/(?P<id>[0-9a-f]{32})(?:/(?P<sub>[a-z-]+))?)?/?$")
+
+
+def new_token() -> str:
+    """An unguessable URL-safe token: 192 bits from the OS's CSPRNG."""
+    return secrets.token_urlsafe(24)
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for the application's endpoint)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _is_loopback(address: Optional[str]) -> bool:
+    try:
+        return ipaddress.ip_address((address or "").split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reply(Exception):
+    """Raised by a route to answer at once with a status and a JSON body."""
+
+    def __init__(self, status: int, body: Any):
+        self.status = status
+        self.body = body
+
+
+_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
+            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
+
+
+class AdminApi:
+    """WSGI application for every path under ``/admin/``."""
+
+    def __init__(self, store: SQLiteStore, settings: Settings, outputs):
+        self.store = store
+        self.settings = settings
+        self.outputs = outputs
+
+    # --- WSGI -----------------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        try:
+            self._authorize(environ)
+            status, body = self._dispatch(environ)
+        except _Reply as reply:
+            status, body = reply.status, reply.body
+        except ClientError as exc:
+            status, body = exc.http_status, {"error": str(exc)}
+        except UnknownInstance as exc:
+            status, body = 404, {"error": str(exc)}
+        except InstanceEnded as exc:
+            status, body = 409, {"error": str(exc)}
+        except Exception:  # the host's fault: log it, tell the client nothing internal
+            log.exception("admin API: internal error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            status, body = 500, {"error": "internal error; see the server log"}
+        payload = b"" if status == 204 else json.dumps(body, indent=1).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+                   ("Cache-Control", "no-store")]
+        start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        return [payload]
+
+    def _authorize(self, environ) -> None:
+        token = self.settings.admin_token
+        if token:
+            given = environ.get("HTTP_AUTHORIZATION", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                raise _Reply(401, {"error": "admin API: missing or wrong bearer token"})
+        elif not _is_loopback(environ.get("REMOTE_ADDR")):
+            raise _Reply(403, {"error": "admin API answers loopback clients only (set DICOM_HOST_ADMIN_TOKEN to allow others)"})
+
+    def _dispatch(self, environ) -> tuple[int, Any]:
+        match = _ROUTE.match(environ.get("PATH_INFO", ""))
+        if not match:
+            raise _Reply(404, {"error": f"no admin route {environ.get('PATH_INFO')!r}"})
+        method = environ["REQUEST_METHOD"]
+        instance_id, sub = match["id"], match["sub"]
+        query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        routes: dict[tuple[bool, Optional[str], str], Callable] = {
+            (False, None, "POST"): lambda: self.create(self._json(environ)),
+            (False, None, "GET"): lambda: (200, [self._describe(i) for i in
+                                                 self.store.list_instances(include_ended=query.get("all") == "1")]),
+            (True, None, "GET"): lambda: (200, self._describe(self.store.get_instance(instance_id), full=True)),
+            (True, None, "DELETE"): lambda: self.end(instance_id, query.get("reason") or "ended by the admin API"),
+            (True, "events", "GET"): lambda: self.events(instance_id, query),
+            (True, "events", "POST"): lambda: self.add_event(instance_id, self._json(environ)),
+            (True, "inputs", "POST"): lambda: self.offer_inputs(instance_id, self._json(environ)),
+            (True, "requested-state", "POST"): lambda: self.requested_state(instance_id, self._json(environ)),
+            (True, "outputs", "GET"): lambda: self.announced_outputs(instance_id),
+            (True, "handback", "POST"): lambda: self.hand_back(instance_id, self._json(environ)),
+        }
+        route = routes.get((instance_id is not None, sub, method))
+        if route is None:
+            allowed = sorted(m for (has_id, s, m) in routes if has_id == (instance_id is not None) and s == sub)
+            if not allowed:
+                raise _Reply(404, {"error": f"no admin route {environ.get('PATH_INFO')!r}"})
+            raise _Reply(405, {"error": f"{method} not allowed here; use {', '.join(allowed)}"})
+        return route()
+
+    @staticmethod
+    def _json(environ) -> dict:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise _Reply(400, {"error": "bad Content-Length"}) from None
+        if length > MAX_JSON_BODY:
+            raise _Reply(413, {"error": f"admin requests are limited to {MAX_JSON_BODY} bytes"})
+        raw = environ["wsgi.input"].read(length) if length else b""
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise _Reply(400, {"error": f"request body is not JSON: {exc}"}) from None
+        if not isinstance(body, dict):
+            raise _Reply(400, {"error": "request body must be a JSON object"})
+        return body
+
+    # --- routes ---------------------------------------------------------------------------------------
+
+    def _describe(self, instance: Instance, *, full: bool = False) -> dict:
+        d = {
+            "id": instance.id,
+            "hostURL": instance.host_url,
+            "applicationURL": instance.application_url,
+            "state": instance.reported_state and instance.reported_state.value,
+            "requestedState": instance.requested_state and instance.requested_state.value,
+            "createdAt": instance.created_at,
+            "endedAt": instance.ended_at,
+            "endReason": instance.end_reason,
+            "options": instance.options,
+        }
+        if full:
+            d["outputLocations"] = self.outputs.describe(instance.id)
+            d["activeLocators"] = len(self.store.active_locators(instance.id))
+            d["warnings"] = [e.data for e in self.store.events(instance.id, kinds=["warning"])]
+        return d
+
+    def create(self, body: dict) -> tuple[int, dict]:
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise ClientError("options must be a JSON object")
+        semantics = options.get("output_semantics")
+        if semantics is not None and semantics not in ("directory", "file"):
+            raise ClientError("options.output_semantics must be 'directory' or 'file'")
+        app_url = body.get("applicationURL") or (
+            f"http://127.0.0.1:{free_loopback_port()}/{APPLICATION_SERVICE_PATH}"
+        )
+        if not isinstance(app_url, str) or not app_url.startswith(("http://", "https://")):
+            raise ClientError("applicationURL must be an http(s) URL")
+        token = new_token()
+        host_url = f"{self.settings.public_url_base}/{token}/{HOST_SERVICE_PATH}"
+        instance = self.store.create_instance(token=token, host_url=host_url, application_url=app_url,
+                                              options=options)
+        (self.settings.instances_dir / instance.id).mkdir(parents=True, exist_ok=True, mode=0o700)
+        log.info("instance %s created: hostURL %s/<token>/%s, applicationURL %s", instance.id,
+                 self.settings.public_url_base, HOST_SERVICE_PATH, app_url)
+        return 201, self._describe(instance)
+
+    def end(self, instance_id: str, reason: str) -> tuple[int, dict]:
+        self.store.end_instance(instance_id, reason)
+        log.info("instance %s ended: %s", instance_id, reason)
+        return 200, self._describe(self.store.get_instance(instance_id), full=True)
+
+    def events(self, instance_id: str, query: dict) -> tuple[int, dict]:
+        self.store.get_instance(instance_id)
+        try:
+            after = int(query.get("after", 0))
+            wait = min(float(query.get("wait", 0)), MAX_WAIT_SECONDS)
+        except ValueError:
+            raise ClientError("after must be an integer and wait a number of seconds") from None
+        kinds = [k for k in query.get("kinds", "").split(",") if k] or None
+        deadline = time.monotonic() + max(wait, 0.0)
+        while True:
+            events = self.store.events(instance_id, after=after, kinds=kinds)
+            if events or time.monotonic() >= deadline:
+                break
+            time.sleep(_POLL_SECONDS)
+        return 200, {
+            "events": [{"seq": e.seq, "at": e.at, "kind": e.kind, "data": e.data} for e in events],
+            "last": events[-1].seq if events else after,
+        }
+
+    def add_event(self, instance_id: str, body: dict) -> tuple[int, dict]:
+        kind, data = body.get("kind"), body.get("data", {})
+        if not isinstance(kind, str) or not re.fullmatch(r"[a-z][a-z_-]{0,31}", kind) or not isinstance(data, dict):
+            raise ClientError("an event needs a 'kind' (lower-case word) and a 'data' object")
+        return 201, {"seq": self.store.add_event(instance_id, kind, data)}
+
+    def offer_inputs(self, instance_id: str, body: dict) -> tuple[int, dict]:
+        from hosting_service.dicom.inputs import scan
+
+        paths = body.get("paths")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or not paths:
+            raise ClientError("inputs need 'paths': a non-empty list of files or folders on the server's filesystem")
+        instance = self.store.get_instance(instance_id)
+        if instance.ended:
+            raise InstanceEnded(f"instance {instance_id} has ended")
+        result = scan(paths)
+        self.store.add_inputs(instance_id, result.objects)
+        for path, reason in result.problems:
+            self.store.add_event(instance_id, "warning", {"operation": "inputs", "message": f"{path}: {reason}"})
+        return 200, {
+            "availableData": to_jsonable(result.available),
+            "count": len(result.objects),
+            "problems": [{"path": p, "reason": r} for p, r in result.problems],
+        }
+
+    def requested_state(self, instance_id: str, body: dict) -> tuple[int, None]:
+        try:
+            state = parse_state(str(body.get("state", "")))
+        except ValueError as exc:
+            raise ClientError(str(exc)) from None
+        self.store.record_requested_state(instance_id, state)
+        return 204, None
+
+    def announced_outputs(self, instance_id: str) -> tuple[int, dict]:
+        announcements, last = self.store.announced_outputs(instance_id)
+        return 200, {"announcements": [to_jsonable(a) for a in announcements], "lastData": last}
+
+    def hand_back(self, instance_id: str, body: dict) -> tuple[int, dict]:
+        uris = body.get("uris")
+        if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+            raise ClientError("handback needs 'uris': a list of URIs the application returned")
+        self.store.get_instance(instance_id)
+        return 200, {"returned": self.outputs.hand_back(instance_id, uris)}

@@ -1,0 +1,106 @@
+"""The Hosting System's WSGI application: one per gunicorn worker, all sharing one store.
+
+Routes:
+
+* ``/<token>/HostService-20100825``: the HostService endpoint of the instance that owns ``token``
+  (POST: SOAP; GET ``?wsdl``: the standard WSDL with this URL as its address);
+* ``/<token>/<schema>.xsd``: the four schemas the WSDL imports by relative location;
+* ``/outputs/<token>/[name]``: http: output locations;
+* ``/admin/...``: the admin API;
+* ``/healthz``: liveness, for containers and tests.
+
+An unknown, ended or malformed instance path gets a SOAP Client fault (POST) or a 404 (GET) and changes
+nothing; the answer is the same for every such path, so it tells a guesser nothing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Optional
+
+from hosting_service.admin.api import HOST_SERVICE_PATH, AdminApi
+from hosting_service.config import Settings
+from hosting_service.operations import HostOperations
+from hosting_service.outputs.locations import OutputLocations
+from hosting_service.outputs.upload import UploadApp
+from hosting_service.store import InstanceEnded, UnknownInstance, open_store
+from hosting_service.wire import documents, faults
+from hosting_service.wire.endpoint import SoapEndpoint
+from hosting_service.wire.services import HostService
+from wsdl import IMPORTED_XSDS
+
+log = logging.getLogger("dicom_host.app")
+
+_INSTANCE_PATH = re.compile(r"^/(?P<token>[A-Za-z0-9_-]{22,64})/(?P<name>[A-Za-z0-9.-]+)$")
+_UNKNOWN = "no hosted-application instance is served at this address (unknown or ended)"
+
+
+def _plain(start_response, status: str, text: str, content_type: str = "text/plain; charset=utf-8"):
+    body = text.encode()
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class HostingApp:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = open_store(settings)
+        self.outputs = OutputLocations(self.store, settings)
+        self.endpoint = SoapEndpoint(HostService, settings)
+        self.uploads = UploadApp(self.store, settings, self.outputs)
+        self.admin = AdminApi(self.store, settings, self.outputs)
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/admin/") or path == "/admin":
+            return self.admin(environ, start_response)
+        if path.startswith("/outputs/"):
+            return self.uploads(environ, start_response)
+        if path == "/healthz":
+            return _plain(start_response, "200 OK", json.dumps({"status": "ok", "pid": os.getpid()}),
+                          "application/json")
+        return self._instance_endpoint(environ, start_response, path)
+
+    def _instance_endpoint(self, environ, start_response, path: str):
+        method = environ.get("REQUEST_METHOD", "GET")
+        match = _INSTANCE_PATH.match(path)
+        instance = None
+        if match and (match["name"] == HOST_SERVICE_PATH or match["name"] in IMPORTED_XSDS):
+            try:
+                instance = self.store.instance_by_token(match["token"])
+            except UnknownInstance:
+                instance = None
+            if instance is not None and instance.ended:
+                instance = None
+        if instance is None:
+            if method == "POST":
+                return faults.fault_response(start_response, "Client", _UNKNOWN)
+            return _plain(start_response, "404 Not Found", _UNKNOWN)
+        if match["name"] in IMPORTED_XSDS:
+            if method not in ("GET", "HEAD"):
+                return _plain(start_response, "405 Method Not Allowed", "schemas are read with GET")
+            body = documents.host_schema(match["name"])
+            return _plain(start_response, "200 OK", body.decode(), "text/xml; charset=utf-8")
+        environ["dicom_host.endpoint_url"] = instance.host_url
+        environ["dicom_host.operations"] = HostOperations(self.store, self.settings, self.outputs, instance)
+        environ["dicom_host.instance_id"] = instance.id
+        return self.endpoint(environ, start_response)
+
+
+def configure_logging() -> None:
+    """Operator-readable logs on stderr (gunicorn's error log), once per process."""
+    root = logging.getLogger("dicom_host")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get("DICOM_HOST_LOG_LEVEL", "INFO").upper())
+        root.propagate = False
+
+
+def create_app(settings: Optional[Settings] = None) -> HostingApp:
+    """The gunicorn entry point: ``gunicorn 'hosting_service.app:create_app()'``."""
+    configure_logging()
+    return HostingApp(settings or Settings.from_env())

@@ -1,0 +1,1 @@
+"""``dicom-host``: the command line. Each subcommand lives in its own module with ``add_parser``."""

@@ -1,0 +1,199 @@
+"""What each HostService-20100825 operation does, for one hosted-application instance.
+
+:class:`HostOperations` is the object the wire layer calls (method names are the wire operation names,
+keyword arguments the wire element names, values those of :mod:`hosting_service.model`). It checks the
+standard's preconditions from :mod:`hosting_service.states`, keeps everything in the store and never calls
+the application: answers are computed from the store alone, so a worker can serve any instance.
+
+The model-based half of the DataExchange interface (GetAsModels, QueryModel, QueryInfoSet, ReleaseModels)
+is not built yet: GetAsModels reports every requested object in ``FailedSourceObjects`` (PS3.19 §8.3.3
+allows a provider to fail objects it cannot represent), QueryModel/QueryInfoSet answer with no results
+since no model can exist, and ReleaseModels has nothing to release. Each is recorded as a warning event.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+from hosting_service.config import Settings
+from hosting_service.errors import ClientError
+from hosting_service.model import (
+    AvailableData,
+    ModelSetDescriptor,
+    ObjectLocator,
+    QueryResult,
+    QueryResultInfoSet,
+    Rectangle,
+    Status,
+    iter_descriptors,
+)
+from hosting_service.states import PreconditionViolation, State, check_precondition
+from hosting_service.store import Instance, Locator, SQLiteStore
+
+log = logging.getLogger("dicom_host.operations")
+
+_MAX_UID_LENGTH = 64  # PS3.5 §9.1: a UID is at most 64 characters
+
+
+def generate_uid(root: Optional[str]) -> str:
+    """A new DICOM UID: ``2.25.<UUID as integer>`` (PS3.5 §B.2) or ``<root>.<random integer>``."""
+    value = uuid.uuid4().int
+    if not root:
+        return f"2.25.{value}"
+    room = _MAX_UID_LENGTH - len(root) - 1
+    return f"{root}.{value % (10 ** room) or 1}"
+
+
+def fit_screen(screen: Rectangle, preferred: Optional[Rectangle]) -> Rectangle:
+    """The host's screen area, narrowed to the application's preferred rectangle where that lies on it.
+
+    PS3.19 §8.2.2 lets the host treat the preference as a hint; a preference that falls outside the screen
+    or has no area gets the whole screen.
+    """
+    if preferred is None or preferred.Width <= 0 or preferred.Height <= 0:
+        return screen
+    left = max(screen.RefPointX, preferred.RefPointX)
+    top = max(screen.RefPointY, preferred.RefPointY)
+    right = min(screen.RefPointX + screen.Width, preferred.RefPointX + preferred.Width)
+    bottom = min(screen.RefPointY + screen.Height, preferred.RefPointY + preferred.Height)
+    if right <= left or bottom <= top:
+        return screen
+    return Rectangle(Height=bottom - top, Width=right - left, RefPointX=left, RefPointY=top)
+
+
+class HostOperations:
+    """The 12 HostService operations as seen by one instance."""
+
+    def __init__(self, store: SQLiteStore, settings: Settings, outputs, instance: Instance):
+        self.store = store
+        self.settings = settings
+        self.outputs = outputs
+        self.instance = instance
+
+    # --- helpers ----------------------------------------------------------------------------------------
+
+    def _allowed(self, operation: str) -> bool:
+        """Check the operation's precondition. Strict mode raises (a Client fault); lenient mode records a
+        warning and returns False so that the caller answers nil/empty."""
+        try:
+            check_precondition(operation, self.instance.reported_state)
+            return True
+        except PreconditionViolation as exc:
+            self.store.add_event(self.instance.id, "warning", {"operation": operation, "message": str(exc)})
+            log.warning("instance %s: %s", self.instance.id, exc)
+            if self.settings.lenient_preconditions:
+                return False
+            raise
+
+    @property
+    def _cache_dir(self) -> Path:
+        return self.settings.instances_dir / self.instance.id / "delivery-cache"
+
+    # --- Host interface (PS3.19 §8.2) -----------------------------------------------------------------
+
+    def GenerateUID(self) -> str:
+        return generate_uid(self.settings.uid_root)
+
+    def GetAvailableScreen(self, preferredScreen: Optional[Rectangle] = None) -> Rectangle:
+        return fit_screen(self.settings.screen, preferredScreen)
+
+    def GetOutputLocation(self, preferredProtocols: Optional[list[str]] = None) -> Optional[str]:
+        if not self._allowed("GetOutputLocation"):
+            return None
+        return self.outputs.issue(self.instance, preferredProtocols or [])
+
+    def NotifyStateChanged(self, state: State) -> None:
+        result = self.store.record_notification(self.instance.id, state)
+        level = logging.INFO if result.legal else logging.WARNING
+        log.log(level, "instance %s: application reported %s (was %s)%s", self.instance.id, state,
+                result.previous or "NOT_STARTED", "" if result.legal else " - not a Table 7.2-2 transition")
+
+    def NotifyStatus(self, status: Status) -> None:
+        self.store.record_status(self.instance.id, status)
+        log.info("instance %s: status %s %s %s", self.instance.id, status.StatusType, status.CodeValue,
+                 status.CodeMeaning or "")
+
+    # --- DataExchange, host as recipient (PS3.19 §8.3.1) ---------------------------------------------
+
+    def NotifyDataAvailable(self, data: Optional[AvailableData] = None, lastData: bool = False) -> bool:
+        if not self._allowed("NotifyDataAvailable"):
+            return False
+        data = data or AvailableData()
+        missing = [d for d, *_ in iter_descriptors(data) if not d.DescriptorUuid]
+        if missing:
+            raise ClientError(
+                f"NotifyDataAvailable: {len(missing)} ObjectDescriptor(s) have no DescriptorUuid; "
+                "the host could not ask for them with GetData"
+            )
+        self.store.record_outputs(self.instance.id, data, bool(lastData))
+        return True
+
+    # --- DataExchange, host as source (PS3.19 §8.3.2, §8.3.6) ----------------------------------------
+
+    def GetData(self, objects: Optional[list[str]] = None, acceptableTransferSyntaxes: Optional[list[str]] = None,
+                includeBulkData: bool = True) -> list[ObjectLocator]:
+        from hosting_service.dicom.delivery import deliver
+
+        if not self._allowed("GetData"):
+            return []
+        requested = [u.strip() for u in (objects or []) if u and u.strip()]
+        offered = self.store.inputs(self.instance.id, requested)
+        unknown = [u for u in requested if u.lower() not in offered]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise ClientError(f"GetData: not offered to this application: {shown}")
+        acceptable = [ts.strip() for ts in (acceptableTransferSyntaxes or []) if ts and ts.strip()]
+        locators, records = [], []
+        now = time.time()
+        for requested_uuid in requested:
+            delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), self._cache_dir)
+            locator = ObjectLocator(
+                Length=delivery.length,
+                Offset=delivery.offset,
+                TransferSyntax=delivery.transfer_syntax,
+                URI=Path(delivery.path).resolve().as_uri(),
+                Locator=str(uuid.uuid4()),
+                Source=requested_uuid,
+            )
+            locators.append(locator)
+            records.append(Locator(locator.Locator, self.instance.id, requested_uuid.lower(), locator.URI,
+                                   str(delivery.path), now))
+        self.store.add_locators(records)
+        return locators
+
+    def ReleaseData(self, objects: Optional[list[str]] = None) -> None:
+        self.store.release_locators(self.instance.id, [u.strip() for u in objects or [] if u and u.strip()])
+
+    # --- DataExchange, models (PS3.19 §8.3.3-8.3.5, §8.3.7): not built yet, see the module docstring --
+
+    def _models_not_built(self, operation: str) -> None:
+        self.store.add_event(self.instance.id, "warning", {
+            "operation": operation,
+            "message": f"{operation}: this host does not provide the model-based interface yet",
+        })
+
+    def GetAsModels(self, objects: Optional[list[str]] = None, classUID: Optional[str] = None,
+                    supportedInfoSetTypes: Optional[list[str]] = None) -> ModelSetDescriptor:
+        if not self._allowed("GetAsModels"):
+            return ModelSetDescriptor()
+        self._models_not_built("GetAsModels")
+        infoset = next((t for t in supportedInfoSetTypes or [] if t), "text/xml")
+        return ModelSetDescriptor(FailedSourceObjects=list(objects or []), InfosetType=infoset, Models=[])
+
+    def ReleaseModels(self, models: Optional[list[str]] = None) -> None:
+        if models:
+            self._models_not_built("ReleaseModels")
+
+    def QueryModel(self, models: Optional[list[str]] = None, xPaths: Optional[list[str]] = None) -> list[QueryResult]:
+        if self._allowed("QueryModel"):
+            self._models_not_built("QueryModel")
+        return []
+
+    def QueryInfoSet(self, models: Optional[list[str]] = None,
+                     xPaths: Optional[list[str]] = None) -> list[QueryResultInfoSet]:
+        if self._allowed("QueryInfoSet"):
+            self._models_not_built("QueryInfoSet")
+        return []

@@ -1,0 +1,167 @@
+"""Shared fixtures: a real Hosting System server (``dicom-host serve`` under gunicorn) on a free loopback
+port with a temporary data dir, an admin client for it, and raw SOAP helpers.
+
+* ``host_server``: one server for the whole session (2 gthread workers); tests create their own instances.
+* ``server_factory``: start more servers with other options; each can ``restart()`` on the same data dir.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import requests
+from lxml import etree
+
+from hosting_service.admin.client import AdminClient
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_REFERENCE = REPO.parent / "shared" / "ps319" / "reference"
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+HOST_NS = "http://dicom.nema.org/PS3.19/HostService-20100825"
+APP_NS = "http://dicom.nema.org/PS3.19/ApplicationService-20100825"
+ARRAYS_NS = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class HostServer:
+    """A ``dicom-host serve`` process and what tests need to talk to it."""
+
+    data_dir: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = 0
+    process: Optional[subprocess.Popen] = None
+    log_path: Optional[Path] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> AdminClient:
+        return AdminClient(self.url)
+
+    def start(self) -> "HostServer":
+        self.port = self.port or free_port()
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"127.0.0.1:{self.port}",
+             "--data-dir", str(self.data_dir), *self.args],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not come up:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def restart(self) -> "HostServer":
+        self.stop()
+        return self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def create_instance(self, **kwargs) -> dict:
+        return self.admin.create_instance(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def host_server(tmp_path_factory) -> HostServer:
+    server = HostServer(tmp_path_factory.mktemp("host") / "data").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    servers: list[HostServer] = []
+
+    def make(*args: str, env: Optional[dict] = None, name: str = "data") -> HostServer:
+        server = HostServer(tmp_path / name, list(args), dict(env or {})).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for s in servers:
+        s.stop()
+
+
+# --- raw SOAP -------------------------------------------------------------------------------------------
+
+def envelope(body_xml: str, header_xml: str = "") -> bytes:
+    header = f"<s:Header>{header_xml}</s:Header>" if header_xml else ""
+    return (f'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="{SOAP_ENV}">{header}'
+            f"<s:Body>{body_xml}</s:Body></s:Envelope>").encode()
+
+
+def soap_post(url: str, body_xml: str, *, action: Optional[str] = None, raw: Optional[bytes] = None,
+              headers: Optional[dict] = None, timeout: float = 10) -> requests.Response:
+    h = {"Content-Type": "text/xml; charset=utf-8"}
+    if action is not None:
+        h["SOAPAction"] = f'"{action}"'
+    h.update(headers or {})
+    return requests.post(url, data=raw if raw is not None else envelope(body_xml), headers=h, timeout=timeout)
+
+
+def parse_body(response: requests.Response) -> etree._Element:
+    """The first child of the SOAP Body of a response."""
+    root = etree.fromstring(response.content)
+    return root.find(f"{{{SOAP_ENV}}}Body")[0]
+
+
+def fault_of(response: requests.Response) -> tuple[str, str]:
+    """(faultcode, faultstring) of a SOAP Fault response; fails the test if it is not one."""
+    assert response.headers["Content-Type"].startswith("text/xml"), response.text[:300]
+    body = parse_body(response)
+    assert body.tag == f"{{{SOAP_ENV}}}Fault", response.text[:500]
+    return body.findtext("faultcode"), body.findtext("faultstring")
+
+
+def notify_state(host_url: str, state: str) -> requests.Response:
+    r = soap_post(host_url, f'<NotifyStateChanged xmlns="{HOST_NS}"><state>{state}</state></NotifyStateChanged>',
+                  action="http://dicom.nema.org/PS3.19/IHostService/NotifyStateChanged")
+    assert r.status_code == 200, r.text
+    return r
+
+
+def drive(host_url: str, *states: str) -> None:
+    """Notify a sequence of states, as an application walking the state machine would."""
+    for s in states:
+        notify_state(host_url, s)
+
+
+@pytest.fixture
+def instance(host_server) -> dict:
+    """A fresh instance on the session server."""
+    return host_server.create_instance()

@@ -1,0 +1,90 @@
+"""The SQLite session store on its own: notifications, warnings, releases, persistence, concurrency
+between processes."""
+import multiprocessing
+import uuid
+
+import pytest
+
+from hosting_service.model import AvailableData, ObjectDescriptor, Status, StatusType
+from hosting_service.states import State
+from hosting_service.store import InputObject, InstanceEnded, Locator, SQLiteStore, UnknownInstance
+
+
+def _instance(store):
+    return store.create_instance(token=uuid.uuid4().hex, host_url="h", application_url="a", options={"k": 1})
+
+
+def test_notifications_take_the_apps_word_and_record_illegal_ones(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    i = _instance(store)
+    assert store.record_notification(i.id, State.IDLE).legal
+    result = store.record_notification(i.id, State.COMPLETED)  # IDLE -> COMPLETED: not in the table
+    assert not result.legal and result.previous is State.IDLE
+    assert store.get_instance(i.id).reported_state is State.COMPLETED
+    warnings = store.events(i.id, kinds=["warning"])
+    assert len(warnings) == 1 and "IDLE -> COMPLETED is not a transition" in warnings[0].data["message"]
+
+
+def test_idle_releases_every_locator(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    i = _instance(store)
+    store.record_notification(i.id, State.IDLE)
+    store.record_notification(i.id, State.INPROGRESS)
+    store.add_locators([Locator(str(uuid.uuid4()), i.id, "src", "file:///x", "/x", 0.0) for _ in range(3)])
+    assert len(store.active_locators(i.id)) == 3
+    first = store.active_locators(i.id)[0].locator
+    assert store.release_locators(i.id, [first.upper()]) == 1  # UUIDs compare case-insensitively
+    store.record_notification(i.id, State.COMPLETED)
+    assert store.record_notification(i.id, State.IDLE).released_locators == 2
+    assert store.active_locators(i.id) == []
+
+
+def test_inputs_outputs_status_and_persistence(tmp_path):
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    i = _instance(store)
+    d = ObjectDescriptor(ClassUID="1.2", MimeType="application/dicom", DescriptorUuid=str(uuid.uuid4()).upper())
+    store.add_inputs(i.id, [InputObject(d, "/data/a.dcm", 0, 10)])
+    store.record_outputs(i.id, AvailableData(ObjectDescriptors=[d]), True)
+    store.record_status(i.id, Status(StatusType=StatusType.FATALERROR, CodeValue=7, CodeMeaning="boom"))
+    store.record_requested_state(i.id, State.INPROGRESS)
+
+    reopened = SQLiteStore(path)  # a restart: nothing lives outside the file
+    again = reopened.get_instance(i.id)
+    assert again.requested_state is State.INPROGRESS and again.options == {"k": 1}
+    found = reopened.inputs(i.id, [d.DescriptorUuid.lower()])
+    assert found[d.DescriptorUuid.lower()].path == "/data/a.dcm"
+    announced, last = reopened.announced_outputs(i.id)
+    assert last and announced[0].ObjectDescriptors[0].ClassUID == "1.2"
+    status = reopened.events(i.id, kinds=["status"])[0].data
+    assert status["StatusType"] == "FATALERROR" and status["CodeValue"] == 7 and status["CodeMeaning"] == "boom"
+
+
+def test_ended_instances_accept_nothing(tmp_path):
+    store = SQLiteStore(tmp_path / "s.db")
+    i = _instance(store)
+    store.end_instance(i.id, "test")
+    with pytest.raises(InstanceEnded):
+        store.record_notification(i.id, State.IDLE)
+    with pytest.raises(UnknownInstance):
+        store.get_instance("0" * 32)
+
+
+def _hammer(path, instance_id, n):
+    store = SQLiteStore(path)
+    for k in range(n):
+        store.add_event(instance_id, "log", {"k": k})
+
+
+def test_several_processes_write_without_losing_anything(tmp_path):
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    i = _instance(store)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(path, i.id, 200)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len(store.events(i.id, kinds=["log"])) == 800
