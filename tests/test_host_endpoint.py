@@ -1,0 +1,164 @@
+"""The HostService endpoint of real instances on a real gunicorn server: preconditions of every operation in
+every state, notifications, the per-instance addressing, persistence across a restart, several workers."""
+from __future__ import annotations
+
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import ARRAYS_NS, HOST_NS, drive, fault_of, notify_state, parse_body, soap_post
+
+ACTION = "http://dicom.nema.org/PS3.19/IHostService/"
+U = str(uuid.UUID(int=1))
+
+REQUESTS = {
+    "GenerateUID": "<GenerateUID/>",
+    "GetAvailableScreen": "<GetAvailableScreen/>",
+    "GetOutputLocation": f'<GetOutputLocation><preferredProtocols xmlns:a="{ARRAYS_NS}"><a:string>file:</a:string>'
+                         "</preferredProtocols></GetOutputLocation>",
+    "NotifyStateChanged": None,  # exercised by driving the state machine itself
+    "NotifyStatus": "<NotifyStatus><status><StatusType>INFORMATION</StatusType><CodeValue>1</CodeValue>"
+                    "</status></NotifyStatus>",
+    "NotifyDataAvailable": "<NotifyDataAvailable><data/><lastData>true</lastData></NotifyDataAvailable>",
+    "GetData": "<GetData><objects/><acceptableTransferSyntaxes/><includeBulkData>true</includeBulkData></GetData>",
+    "ReleaseData": f"<ReleaseData><objects><UUID><Uuid>{U}</Uuid></UUID></objects></ReleaseData>",
+    "GetAsModels": f"<GetAsModels><objects><UUID><Uuid>{U}</Uuid></UUID></objects><classUID><Uid>1.2.840.10008.7.1.1"
+                   "</Uid></classUID><supportedInfoSetTypes><MimeType><Type>text/xml</Type></MimeType>"
+                   "</supportedInfoSetTypes></GetAsModels>",
+    "ReleaseModels": f"<ReleaseModels><models><UUID><Uuid>{U}</Uuid></UUID></models></ReleaseModels>",
+    "QueryModel": f'<QueryModel><models/><xPaths xmlns:a="{ARRAYS_NS}"><a:string>/</a:string></xPaths></QueryModel>',
+    "QueryInfoSet": f'<QueryInfoSet><models/><xPaths xmlns:a="{ARRAYS_NS}"><a:string>/</a:string></xPaths>'
+                    "</QueryInfoSet>",
+}
+
+PATHS = {  # how an application legally reaches each state
+    None: [],
+    "IDLE": ["IDLE"],
+    "INPROGRESS": ["IDLE", "INPROGRESS"],
+    "SUSPENDED": ["IDLE", "INPROGRESS", "SUSPENDED"],
+    "COMPLETED": ["IDLE", "INPROGRESS", "COMPLETED"],
+    "CANCELED": ["IDLE", "INPROGRESS", "CANCELED"],
+    "EXIT": ["IDLE", "EXIT"],
+}
+
+# Written out from PS3.19 §8.2.3, §8.3.1-8.3.5 (SPEC-NOTES §4.3), independently of hosting_service.states.
+ALLOWED = {
+    "GetOutputLocation": {"INPROGRESS", "COMPLETED"},
+    "NotifyDataAvailable": {"INPROGRESS"},
+    "GetData": {"INPROGRESS", "COMPLETED"},
+    "GetAsModels": {"INPROGRESS", "COMPLETED"},
+    "QueryModel": {"INPROGRESS", "COMPLETED"},
+    "QueryInfoSet": {"INPROGRESS", "COMPLETED"},
+}
+
+
+def call(host_url: str, operation: str, inner: str | None = None) -> requests.Response:
+    body = REQUESTS[operation] if inner is None else inner
+    body = body.replace(f"<{operation}", f'<{operation} xmlns="{HOST_NS}"', 1)
+    return soap_post(host_url, body, action=ACTION + operation)
+
+
+@pytest.fixture(scope="module")
+def instances_by_state(host_server):
+    made = {}
+    for state, path in PATHS.items():
+        inst = host_server.create_instance()
+        drive(inst["hostURL"], *path)
+        made[state] = inst
+    return made
+
+
+@pytest.mark.parametrize("operation", [op for op in REQUESTS if REQUESTS[op]])
+@pytest.mark.parametrize("state", list(PATHS))
+def test_precondition_matrix(instances_by_state, operation, state):
+    inst = instances_by_state[state]
+    r = call(inst["hostURL"], operation)
+    allowed = ALLOWED.get(operation)
+    if allowed is None or state in allowed:
+        assert r.status_code == 200, r.text
+        assert parse_body(r).tag == f"{{{HOST_NS}}}{operation}Response"
+    else:
+        assert r.status_code == 500
+        code, text = fault_of(r)
+        assert code.endswith("Client")
+        shown = state or "NOT_STARTED"
+        assert f"{operation} is not allowed while the application is {shown}" in text
+        assert all(s in text for s in allowed)
+
+
+def test_lenient_mode_answers_nil_and_records_a_warning(server_factory):
+    server = server_factory("--lenient")
+    inst = server.create_instance()
+    notify_state(inst["hostURL"], "IDLE")
+    r = call(inst["hostURL"], "GetOutputLocation")
+    assert r.status_code == 200, r.text
+    result = parse_body(r)[0] if len(parse_body(r)) else None
+    assert result is None or result.get("{http://www.w3.org/2001/XMLSchema-instance}nil") == "true" or not result.text
+    warnings = server.admin.instance(inst["id"])["warnings"]
+    assert any("GetOutputLocation is not allowed while the application is IDLE" in w["message"] for w in warnings)
+
+
+def test_illegal_notification_is_accepted_and_recorded(host_server):
+    inst = host_server.create_instance()
+    drive(inst["hostURL"], "IDLE", "COMPLETED")  # not a Table 7.2-2 transition
+    shown = host_server.admin.instance(inst["id"])
+    assert shown["state"] == "COMPLETED"
+    assert any("IDLE -> COMPLETED is not a transition" in w["message"] for w in shown["warnings"])
+
+
+def test_generate_uid_and_screen(instance):
+    r = call(instance["hostURL"], "GenerateUID")
+    uid = parse_body(r).findtext(f"{{{HOST_NS}}}GenerateUIDResult/{{{HOST_NS}}}Uid")
+    assert re.fullmatch(r"2\.25\.[1-9][0-9]*", uid) and len(uid) <= 64
+    preferred = "<preferredScreen><Height>100</Height><Width>200</Width><RefPointX>10</RefPointX>" \
+                "<RefPointY>20</RefPointY></preferredScreen>"
+    r = call(instance["hostURL"], "GetAvailableScreen", f"<GetAvailableScreen>{preferred}</GetAvailableScreen>")
+    rect = parse_body(r).find(f"{{{HOST_NS}}}GetAvailableScreenResult")
+    assert [rect.findtext(f"{{{HOST_NS}}}{n}") for n in ("Height", "Width", "RefPointX", "RefPointY")] == \
+           ["100", "200", "10", "20"]
+
+
+def test_status_is_kept_with_all_its_coded_fields(host_server, instance):
+    status = ("<status><StatusType>FATALERROR</StatusType><CodeValue>42</CodeValue>"
+              "<CodingSchemeDesignator>99APP</CodingSchemeDesignator><CodeMeaning>disk full</CodeMeaning>"
+              "<ContextIdentifier>CID1</ContextIdentifier></status>")
+    assert call(instance["hostURL"], "NotifyStatus", f"<NotifyStatus>{status}</NotifyStatus>").status_code == 200
+    events, _ = host_server.admin.events(instance["id"], kinds=["status"])
+    data = events[-1]["data"]
+    assert (data["StatusType"], data["CodeValue"], data["CodingSchemeDesignator"], data["CodeMeaning"],
+            data["ContextIdentifier"]) == ("FATALERROR", 42, "99APP", "disk full", "CID1")
+
+
+def test_unknown_and_ended_instances_are_refused_alike(host_server):
+    inst = host_server.create_instance()
+    host_server.admin.end(inst["id"], "test")
+    for url in (inst["hostURL"], re.sub(r"/[^/]+/HostService", "/" + "A" * 32 + "/HostService", inst["hostURL"]),
+                host_server.url + "/not-a-token/HostService-20100825"):
+        r = call(url, "GenerateUID")
+        code, text = fault_of(r)
+        assert code.endswith("Client") and "no hosted-application instance" in text
+        assert requests.get(url + "?wsdl", timeout=5).status_code == 404
+
+
+def test_state_survives_a_restart(server_factory):
+    server = server_factory()
+    inst = server.create_instance()
+    drive(inst["hostURL"], "IDLE", "INPROGRESS")
+    server.restart()
+    assert server.admin.instance(inst["id"])["state"] == "INPROGRESS"
+    assert call(inst["hostURL"], "GetOutputLocation").status_code == 200  # same URL, same token, same state
+
+
+def test_two_workers_share_one_truth(host_server):
+    """The session server runs two gthread workers; concurrent calls land on both and see one state."""
+    inst = host_server.create_instance()
+    drive(inst["hostURL"], "IDLE", "INPROGRESS")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: call(inst["hostURL"], "GetOutputLocation"), range(40)))
+    assert all(a.status_code == 200 for a in answers)
+    locations = {parse_body(a).findtext(f"{{{HOST_NS}}}GetOutputLocationResult") for a in answers}
+    assert len(locations) == 40  # a fresh location per call, whichever worker answered
+    assert len(host_server.admin.instance(inst["id"])["outputLocations"]) == 40
