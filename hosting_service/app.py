@@ -26,10 +26,10 @@ from hosting_service.operations import HostOperations
 from hosting_service.outputs.locations import OutputLocations
 from hosting_service.outputs.upload import UploadApp
 from hosting_service.store import InstanceEnded, UnknownInstance, open_store
-from hosting_service.wire import documents, faults
+from hosting_service.wire import faults
+from hosting_service.wire.documents import XML_CONTENT_TYPE
 from hosting_service.wire.endpoint import SoapEndpoint
 from hosting_service.wire.services import HostService
-from wsdl import IMPORTED_XSDS
 
 log = logging.getLogger("dicom_host.app")
 
@@ -37,8 +37,7 @@ _INSTANCE_PATH = re.compile(r"^/(?P<token>[A-Za-z0-9_-]{22,64})/(?P<name>[A-Za-z
 _UNKNOWN = "no hosted-application instance is served at this address (unknown or ended)"
 
 
-def _plain(start_response, status: str, text: str, content_type: str = "text/plain; charset=utf-8"):
-    body = text.encode()
+def _plain(start_response, status: str, body: bytes, content_type: str = "text/plain; charset=utf-8"):
     start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -49,6 +48,7 @@ class HostingApp:
         self.store = open_store(settings)
         self.outputs = OutputLocations(self.store, settings)
         self.endpoint = SoapEndpoint(HostService, settings)
+        self.schema_names = frozenset(self.endpoint.documents.schema_names)
         self.uploads = UploadApp(self.store, settings, self.outputs)
         self.admin = AdminApi(self.store, settings, self.outputs)
 
@@ -59,7 +59,7 @@ class HostingApp:
         if path.startswith("/outputs/"):
             return self.uploads(environ, start_response)
         if path == "/healthz":
-            return _plain(start_response, "200 OK", json.dumps({"status": "ok", "pid": os.getpid()}),
+            return _plain(start_response, "200 OK", json.dumps({"status": "ok", "pid": os.getpid()}).encode(),
                           "application/json")
         return self._instance_endpoint(environ, start_response, path)
 
@@ -67,7 +67,7 @@ class HostingApp:
         method = environ.get("REQUEST_METHOD", "GET")
         match = _INSTANCE_PATH.match(path)
         instance = None
-        if match and (match["name"] == HOST_SERVICE_PATH or match["name"] in IMPORTED_XSDS):
+        if match and (match["name"] == HOST_SERVICE_PATH or match["name"] in self.schema_names):
             try:
                 instance = self.store.instance_by_token(match["token"])
             except UnknownInstance:
@@ -77,12 +77,11 @@ class HostingApp:
         if instance is None:
             if method == "POST":
                 return faults.fault_response(start_response, "Client", _UNKNOWN)
-            return _plain(start_response, "404 Not Found", _UNKNOWN)
-        if match["name"] in IMPORTED_XSDS:
+            return _plain(start_response, "404 Not Found", _UNKNOWN.encode())
+        if match["name"] in self.schema_names:
             if method not in ("GET", "HEAD"):
-                return _plain(start_response, "405 Method Not Allowed", "schemas are read with GET")
-            body = documents.host_schema(match["name"])
-            return _plain(start_response, "200 OK", body.decode(), "text/xml; charset=utf-8")
+                return _plain(start_response, "405 Method Not Allowed", b"schemas are read with GET")
+            return _plain(start_response, "200 OK", self.endpoint.documents.schema(match["name"]), XML_CONTENT_TYPE)
         environ["dicom_host.endpoint_url"] = instance.host_url
         environ["dicom_host.operations"] = HostOperations(self.store, self.settings, self.outputs, instance)
         environ["dicom_host.instance_id"] = instance.id

@@ -162,3 +162,15 @@ def test_two_workers_share_one_truth(host_server):
     locations = {parse_body(a).findtext(f"{{{HOST_NS}}}GetOutputLocationResult") for a in answers}
     assert len(locations) == 40  # a fresh location per call, whichever worker answered
     assert len(host_server.admin.instance(inst["id"])["outputLocations"]) == 40
+
+
+def test_wsdl_and_its_schemas_are_served_beside_each_host_url(host_server, instance):
+    import wsdl
+
+    r = requests.get(instance["hostURL"] + "?wsdl", timeout=5)
+    assert r.status_code == 200 and f'location="{instance["hostURL"]}"'.encode() in r.content
+    base = instance["hostURL"].rsplit("/", 1)[0]
+    for name in ("HostService-20100825.xsd", "Types.xsd", "ArrayOfString.xsd", "XPathNodeType.xsd"):
+        got = requests.get(f"{base}/{name}", timeout=5)
+        assert got.status_code == 200 and got.content == (wsdl.HOST_SERVICE / name).read_bytes()
+    assert requests.get(f"{base}/secrets.xsd", timeout=5).status_code == 404

@@ -11,5 +11,3 @@ HOST_SERVICE = ROOT / "HostService"
 APPLICATION_SERVICE = ROOT / "ApplicationService"
 HOST_SERVICE_WSDL = HOST_SERVICE / "HostService-20100825.wsdl"
 APPLICATION_SERVICE_WSDL = APPLICATION_SERVICE / "ApplicationService-20100825.wsdl"
-IMPORTED_XSDS = ("HostService-20100825.xsd", "Types.xsd", "ArrayOfString.xsd", "XPathNodeType.xsd")
-"""The schemas the HostService WSDL imports by relative ``schemaLocation``."""

@@ -1,0 +1,202 @@
+"""Hostile requests: each is a SOAP Client fault with a useful faultstring, nothing is fetched or expanded,
+and the endpoint answers a normal call afterwards."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from hosting_service.config import Settings
+from hosting_service.states import State
+from hosting_service.wire.types import HOST_NS
+from wire_harness import RecordingOperations, Router, envelope, fault, free_port, post, serve
+
+LIMIT = 8192
+DEPTH = 64
+NORMAL = envelope(f'<NotifyStateChanged xmlns="{HOST_NS}"><state>IDLE</state></NotifyStateChanged>')
+
+
+@pytest.fixture(scope="module")
+def router():
+    router = Router(Settings(soap_max_body_bytes=LIMIT, soap_max_depth=DEPTH), RecordingOperations())
+    with serve(router) as base:
+        router.base_url = base
+        yield router
+
+
+@pytest.fixture
+def ops(router):
+    router.operations = RecordingOperations()
+    yield router.operations
+    # whatever the test sent, the endpoint still answers a normal call
+    router.operations.calls.clear()
+    assert post(router.url("host"), NORMAL).status_code == 200
+    assert router.operations.calls == [("NotifyStateChanged", {"state": State.IDLE})]
+
+
+@pytest.fixture(scope="module")
+def bait():
+    """A local HTTP server that counts every request: external entities and DTDs must never reach it."""
+    hits = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            body = b'<!ENTITY leak "LEAKED">'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", hits
+    server.shutdown()
+    server.server_close()
+
+
+def _state_with(prolog: str, value: str) -> bytes:
+    return prolog.encode() + envelope(f'<NotifyStateChanged xmlns="{HOST_NS}"><state>{value}</state></NotifyStateChanged>')
+
+
+def _client_fault(router, body: bytes, *words: str, headers: dict | None = None) -> str:
+    response = post(router.url("host"), body, headers)
+    code, message = fault(response)
+    assert code == "soap:Client"
+    for word in words:
+        assert word in message, message
+    return response.text
+
+
+def test_doctype_is_refused(router, ops):
+    _client_fault(router, _state_with('<!DOCTYPE s:Envelope [<!ENTITY idle "IDLE">]>', "&idle;"), "DOCTYPE")
+    assert ops.calls == []
+
+
+def test_external_file_entity_is_not_read(router, ops):
+    text = _client_fault(router, _state_with('<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>', "&xxe;"), "DOCTYPE")
+    assert "root:" not in text
+    assert ops.calls == []
+
+
+@pytest.mark.parametrize(
+    "prolog",
+    [
+        '<!DOCTYPE x [<!ENTITY xxe SYSTEM "{url}/entity">]>',
+        '<!DOCTYPE x SYSTEM "{url}/external.dtd">',
+        '<!DOCTYPE x [<!ENTITY % remote SYSTEM "{url}/parameter"> %remote;]>',
+    ],
+    ids=["general-entity", "external-dtd", "parameter-entity"],
+)
+def test_nothing_is_fetched_over_the_network(router, ops, bait, prolog):
+    url, hits = bait
+    value = "&xxe;" if "xxe" in prolog else "IDLE"
+    text = _client_fault(router, _state_with(prolog.format(url=url), value), "DOCTYPE")
+    assert "LEAKED" not in text
+    assert hits == []
+    assert ops.calls == []
+
+
+def test_billion_laughs_is_refused_quickly(router, ops):
+    entities = '<!ENTITY lol0 "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol%d;" % (i - 1)) * 10}">' for i in range(1, 10)
+    )
+    started = time.monotonic()
+    _client_fault(router, _state_with(f"<!DOCTYPE lolz [{entities}]>", "&lol9;"), "DOCTYPE")
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize("depth, words", [(DEPTH + 1, "deeper than the limit of 64"), (1000, "Excessive depth")])
+def test_deep_nesting_is_refused(router, ops, depth, words):
+    nested = "<a>" * depth + "</a>" * depth
+    body = envelope(f'<NotifyStateChanged xmlns="{HOST_NS}">{nested}</NotifyStateChanged>')
+    assert len(body) < LIMIT
+    _client_fault(router, body, words)
+
+
+def test_an_oversized_body_with_content_length_is_refused(router, ops):
+    body = envelope(f'<NotifyStateChanged xmlns="{HOST_NS}"><state>IDLE</state>{" " * LIMIT}</NotifyStateChanged>')
+    _client_fault(router, body, f"exceeds the limit of {LIMIT} bytes")
+    assert ops.calls == []
+
+
+def test_a_body_without_content_length_is_refused_where_the_server_cannot_delimit_it(router, ops):
+    """wsgiref does not decode chunked bodies, so the endpoint must not read to a never-coming EOF."""
+    response = requests.post(router.url("host"), data=iter([NORMAL]), headers={"Content-Type": "text/xml"}, timeout=10)
+    code, message = fault(response)
+    assert code == "soap:Client" and "no Content-Length" in message
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"\x00\xff\xfe\x8fgarbage\x13\x37", ["not well-formed XML"]),
+        (b"<s:Envelope xmlns:s='http://schemas.xmlsoap.org/soap/envelope/'><s:Body>", ["not well-formed XML"]),
+        (b"", ["body is empty"]),
+        (b"   \n", ["body is empty"]),
+        ('<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-16"), ["DOCTYPE"]),
+        ('<?xml version="1.0" encoding="UTF-32"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-32"), ["DOCTYPE"]),
+        (b"<?xml version='1.0'?><!-- hi --><?pi x?>\n<!DOCTYPE x><x/>", ["DOCTYPE"]),
+    ],
+    ids=["garbage", "truncated", "empty", "blank", "utf16-doctype", "utf32-doctype", "doctype-after-comments"],
+)
+def test_malformed_bodies(router, ops, body, words):
+    _client_fault(router, body, *words)
+
+
+def test_oversized_chunked_body_under_gunicorn(tmp_path):
+    """gunicorn decodes chunked bodies (wsgi.input_terminated): the limit is enforced while reading."""
+    (tmp_path / "wire_hostile_app.py").write_text(textwrap.dedent(f"""
+        from hosting_service.config import Settings
+        from hosting_service.wire.endpoint import SoapEndpoint
+        from hosting_service.wire.services import OPERATIONS_KEY, HostService
+
+        class Operations:
+            def NotifyStateChanged(self, state):
+                return None
+
+        endpoint = SoapEndpoint(HostService, Settings(soap_max_body_bytes={LIMIT}))
+
+        def app(environ, start_response):
+            environ[OPERATIONS_KEY] = Operations()
+            return endpoint(environ, start_response)
+    """))
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--chdir", str(tmp_path), "-b", f"127.0.0.1:{port}", "-w", "1", "wire_hostile_app:app"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}/HostService-20100825"
+    try:
+        _wait_until_up(url, server)
+        oversized = iter([NORMAL[:-40], b" " * 4096, b" " * 4096, NORMAL[-40:]])
+        response = requests.post(url, data=oversized, headers={"Content-Type": "text/xml"}, timeout=10)
+        code, message = fault(response)
+        assert code == "soap:Client" and f"exceeds the limit of {LIMIT} bytes" in message
+        chunked_normal = requests.post(url, data=iter([NORMAL[:50], NORMAL[50:]]), headers={"Content-Type": "text/xml"}, timeout=10)
+        assert chunked_normal.status_code == 200 and b"NotifyStateChangedResponse" in chunked_normal.content
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _wait_until_up(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {server.stderr.read().decode()}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError("gunicorn did not start")
