@@ -90,7 +90,7 @@ class HostOperations:
 
     @property
     def _cache_dir(self) -> Path:
-        return self.settings.instances_dir / self.instance.id / "delivery-cache"
+        return (self.settings.instances_dir / self.instance.id / "delivery-cache").absolute()
 
     # --- Host interface (PS3.19 §8.2) -----------------------------------------------------------------
 
@@ -148,19 +148,21 @@ class HostOperations:
         acceptable = [ts.strip() for ts in (acceptableTransferSyntaxes or []) if ts and ts.strip()]
         locators, records = [], []
         now = time.time()
+        cache_dir = self._cache_dir
         for requested_uuid in requested:
-            delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), self._cache_dir)
+            delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), cache_dir)
+            path = delivery.path if delivery.path.is_absolute() else delivery.path.resolve()
             locator = ObjectLocator(
                 Length=delivery.length,
                 Offset=delivery.offset,
                 TransferSyntax=delivery.transfer_syntax,
-                URI=Path(delivery.path).resolve().as_uri(),
+                URI=path.as_uri(),
                 Locator=str(uuid.uuid4()),
                 Source=requested_uuid,
             )
             locators.append(locator)
             records.append(Locator(locator.Locator, self.instance.id, requested_uuid.lower(), locator.URI,
-                                   str(delivery.path), now))
+                                   str(path), now))
         self.store.add_locators(records)
         return locators
 
