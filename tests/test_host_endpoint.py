@@ -174,3 +174,51 @@ def test_wsdl_and_its_schemas_are_served_beside_each_host_url(host_server, insta
         got = requests.get(f"{base}/{name}", timeout=5)
         assert got.status_code == 200 and got.content == (wsdl.HOST_SERVICE / name).read_bytes()
     assert requests.get(f"{base}/secrets.xsd", timeout=5).status_code == 404
+
+
+def test_get_data_hands_out_offered_inputs_and_release_frees_them(host_server, tmp_path):
+    import pydicom
+
+    from hosting_service.dicom.samples import write_sample_series
+
+    write_sample_series(tmp_path / "in", slices=3)
+    inst = host_server.create_instance()
+    offered = host_server.admin.offer_inputs(inst["id"], [str(tmp_path / "in")])
+    uuids = [d.DescriptorUuid for p in offered["availableData"].Patients for st in p.Studies for se in st.Series
+             for d in se.ObjectDescriptors]
+    assert len(uuids) == 3
+    drive(inst["hostURL"], "IDLE", "INPROGRESS")
+    implicit = "1.2.840.10008.1.2"
+    objects = "".join(f"<UUID><Uuid>{u.upper()}</Uuid></UUID>" for u in uuids)
+    r = call(inst["hostURL"], "GetData",
+             f"<GetData><objects>{objects}</objects><acceptableTransferSyntaxes><UID><Uid>1.2.3.4</Uid></UID>"
+             f"<UID><Uid>{implicit}</Uid></UID></acceptableTransferSyntaxes><includeBulkData>true</includeBulkData>"
+             "</GetData>")
+    assert r.status_code == 200, r.text
+    q = f"{{{HOST_NS}}}"
+    locs = parse_body(r).findall(f"{q}GetDataResult/{q}ObjectLocator")
+    assert [l.findtext(f"{q}Source/{q}Uuid") for l in locs] == [u.upper() for u in uuids]  # one per UUID, in order
+    locator_ids = []
+    for loc in locs:
+        assert loc.findtext(f"{q}TransferSyntax/{q}Uid") == implicit  # first acceptable one the host can make
+        uri, offset, length = loc.findtext(f"{q}URI"), int(loc.findtext(f"{q}Offset")), int(loc.findtext(f"{q}Length"))
+        assert uri.startswith("file:///")
+        with open(uri[len("file://"):], "rb") as f:
+            f.seek(offset)
+            ds = pydicom.dcmread(__import__("io").BytesIO(f.read(length)))
+        assert ds.file_meta.TransferSyntaxUID == implicit and ds.pixel_array.shape == (64, 64)
+        locator_ids.append(loc.findtext(f"{q}Locator/{q}Uuid"))
+    assert len(set(locator_ids)) == 3
+    assert host_server.admin.instance(inst["id"])["activeLocators"] == 3
+    call(inst["hostURL"], "ReleaseData", f"<ReleaseData><objects><UUID><Uuid>{locator_ids[0]}</Uuid></UUID></objects>"
+                                         "</ReleaseData>")
+    assert host_server.admin.instance(inst["id"])["activeLocators"] == 2
+    drive(inst["hostURL"], "COMPLETED", "IDLE")  # IDLE releases the rest implicitly (PS3.19 §8.3.2)
+    assert host_server.admin.instance(inst["id"])["activeLocators"] == 0
+
+    code, text = fault_of(call(inst["hostURL"], "GetData", REQUESTS["GetData"]))  # IDLE now: out of state
+    assert "GetData is not allowed while the application is IDLE" in text
+    drive(inst["hostURL"], "INPROGRESS")
+    code, text = fault_of(call(inst["hostURL"], "GetData", f"<GetData><objects><UUID><Uuid>{uuid.uuid4()}</Uuid></UUID>"
+                                                           "</objects></GetData>"))
+    assert code.endswith("Client") and "not offered to this application" in text
