@@ -1,0 +1,198 @@
+"""zeep plumbing shared by :class:`client.ApplicationClient` and :class:`client.HostClient`.
+
+Both clients are built from the project's copy of the normative Annex B WSDL (package :mod:`wsdl`), never
+from a WSDL fetched from the peer, with the endpoint address given at construction (the WSDL's own
+address is the standard's placeholder). Parsing a WSDL with its four XSDs is slow compared with a call,
+so each WSDL is parsed once per process and shared by every client object.
+
+Arguments and results are :mod:`hosting_service.model` values; :mod:`hosting_service.wire.convert` turns
+them into what zeep wants and back, driven by the operation descriptions of
+:mod:`hosting_service.wire.types` (the same XSD the servers use).
+
+Real peers answer sloppily (INTEROP-NOTES, CTK): an empty SOAP Body for void operations, response
+elements unqualified, in the other service's namespace or under a non-standard name. The
+:class:`TolerantResponses` plugin rewrites such answers into the standard shape before zeep reads them
+(strictly: see :data:`ZEEP_SETTINGS`).
+Every failure (connection, timeout, HTTP error, SOAP fault, unreadable answer) becomes one exception type
+per client, naming the operation and the reason.
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import requests
+import zeep
+import zeep.exceptions
+from lxml import etree
+from zeep.plugins import Plugin
+from zeep.transports import Transport
+from zeep.wsdl import Document
+
+from hosting_service.wire.convert import args_to_wire, from_wire
+from hosting_service.wire.types import WireTypes, array_item
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+PS319_NAMESPACE_PREFIX = "http://dicom.nema.org/PS3.19"
+"""Every namespace a PS3.19 peer uses for its own elements starts with this (the two service namespaces,
+and CTK's ``http://dicom.nema.org/PS3.19/HostInterface`` style derived from the URL path)."""
+
+ZEEP_SETTINGS = zeep.Settings(
+    strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
+)
+"""No DTDs, no entity expansion, no external references in anything a peer sends. ``strict=True``
+because zeep's lenient mode loses data silently: lxml's ``recover`` mode turns a non-XML answer into
+``None``, and an unexpected element in a sequence makes zeep drop the members after it as if absent.
+The deviations real peers make are repaired beforehand by :class:`TolerantResponses`; anything else is
+an error that says what was wrong."""
+
+
+class SoapCallError(Exception):
+    """A call to a PS3.19 peer failed: it could not be reached, did not answer in time, answered with a
+    SOAP fault or with something that is not the operation's response."""
+
+    def __init__(self, operation: str, reason: str):
+        super().__init__(f"{operation}: {reason}")
+        self.operation = operation
+        self.reason = reason
+
+
+@functools.lru_cache(maxsize=None)
+def _document(wsdl_path: str) -> Document:
+    return Document(wsdl_path, Transport(), settings=ZEEP_SETTINGS)
+
+
+class NotSoapEnvelope(zeep.exceptions.Error):
+    """The peer answered XML that is not a SOAP 1.1 envelope (an error page, say)."""
+
+
+class TolerantResponses(Plugin):
+    """Rewrite a peer's response into the standard's shape before zeep reads it.
+
+    * an empty Body (CTK's answer to void operations) gets the empty ``<Op>Response`` it should have had;
+    * the Body's first element is renamed ``{tns}<Op>Response`` (CTK answers ``GenerateUID`` with
+      ``<GenerateUID><uid>``);
+    * of the response element's children only the result element is kept, and a single child of
+      another name is taken for it;
+    * descendants that are unqualified or in another PS3.19 namespace move to the service namespace, and
+      ``xsi:type`` attributes (QtSoap adds them everywhere; the standard's types have no subtypes) are
+      dropped.
+
+    Faults are left alone; anything that is not a SOAP envelope is refused with :class:`NotSoapEnvelope`.
+    """
+
+    def ingress(self, envelope, http_headers, operation):
+        body = envelope.find(f"{{{SOAP_ENV}}}Body")
+        if envelope.tag != f"{{{SOAP_ENV}}}Envelope" or body is None:
+            text = etree.tostring(envelope, encoding="unicode")
+            raise NotSoapEnvelope(f"the answer is not a SOAP 1.1 envelope: {_excerpt(text.encode())}")
+        if body.find(f"{{{SOAP_ENV}}}Fault") is not None or operation.output is None:
+            return envelope, http_headers
+        expected = operation.output.body.qname
+        namespace = expected.namespace
+        wrapper = next(body.iterchildren(etree.Element), None)
+        if wrapper is None:
+            wrapper = etree.SubElement(body, expected)
+        wrapper.tag = expected.text
+        self._keep_result(wrapper, [element.qname for _, element in operation.output.body.type.elements])
+        for element in wrapper.iterdescendants(etree.Element):
+            name = etree.QName(element)
+            if name.namespace is None or (
+                name.namespace != namespace and name.namespace.startswith(PS319_NAMESPACE_PREFIX)
+            ):
+                element.tag = f"{{{namespace}}}{name.localname}"
+            element.attrib.pop(XSI_TYPE, None)
+        return envelope, http_headers
+
+    @staticmethod
+    def _keep_result(wrapper, results: list[etree.QName]) -> None:
+        children = list(wrapper.iterchildren(etree.Element))
+        if len(results) == 1:
+            name = results[0].localname
+            matching = [child for child in children if etree.QName(child).localname == name]
+            if not matching and len(children) == 1:
+                children[0].tag, matching = name, children
+            children = [child for child in children if child not in matching[:1]]
+        for child in children:
+            wrapper.remove(child)
+
+
+_TOLERANT = TolerantResponses()
+
+
+class SoapClient:
+    """One PS3.19 service at one address. Subclasses name the WSDL, binding, wire types and error class."""
+
+    wsdl_path: ClassVar[Path]
+    binding: ClassVar[str]
+    wire_types: ClassVar[WireTypes]
+    error: ClassVar[type[SoapCallError]] = SoapCallError
+
+    def __init__(self, url: str, *, timeout: float = 10.0):
+        """``timeout`` (seconds) bounds both connecting and waiting for each answer: a CTK peer that hits a
+        fault never answers at all."""
+        self.url = url
+        self.timeout = timeout
+        self.session = requests.Session()
+        # PS3.19 peers talk directly (the standard's endpoints are local); not consulting proxy variables
+        # and .netrc also saves about a millisecond per call that requests spends scanning os.environ.
+        self.session.trust_env = False
+        transport = Transport(operation_timeout=(timeout, timeout), session=self.session)
+        self._client = zeep.Client(
+            _document(str(self.wsdl_path)), settings=ZEEP_SETTINGS, transport=transport, plugins=[_TOLERANT]
+        )
+        self._service = self._client.create_service(self.binding, url)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def call(self, operation: str, **arguments: Any) -> Any:
+        """Call ``operation`` with model values as keyword arguments (wire element names); return the
+        result as a model value (``None`` for void operations). Raises :attr:`error` on any failure."""
+        description = self.wire_types.operations[operation]
+        wire_arguments = args_to_wire(description, **arguments)
+        try:
+            answer = getattr(self._service, operation)(**wire_arguments)
+            if description.result is None:
+                return None
+            result = from_wire(answer, description.result.type)
+        except zeep.exceptions.Fault as exc:
+            code = f" ({exc.code})" if exc.code else ""
+            raise self.error(operation, f"SOAP fault{code}: {exc.message}") from exc
+        except requests.Timeout as exc:
+            raise self.error(operation, f"no answer from {self.url} within {self.timeout:g} s") from exc
+        except requests.ConnectionError as exc:
+            raise self.error(operation, f"cannot connect to {self.url}: {_root_cause(exc)}") from exc
+        except requests.RequestException as exc:
+            raise self.error(operation, f"HTTP request to {self.url} failed: {exc}") from exc
+        except zeep.exceptions.TransportError as exc:
+            raise self.error(operation, f"HTTP {exc.status_code} from {self.url}: {_excerpt(exc.content)}") from exc
+        except (zeep.exceptions.Error, etree.LxmlError, ValueError) as exc:
+            raise self.error(operation, f"unreadable answer from {self.url}: {exc}") from exc
+        if result is None:
+            if array_item(description.result.type) is not None:
+                return []  # an array result left out altogether: nothing to report
+            raise self.error(operation, f"the answer from {self.url} has no {description.result.name}")
+        return result
+
+
+def _root_cause(exc: BaseException) -> str:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _excerpt(content: Optional[bytes], limit: int = 200) -> str:
+    text = (content or b"").decode("utf-8", "replace").strip()
+    return (text[:limit] + "...") if len(text) > limit else (text or "(empty body)")
