@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
                    help="default meaning of an output location URI (default directory)")
     p.add_argument("--output-retention", choices=["keep", "delete"],
                    help="keep or delete an instance's results when it ends (default keep)")
+    p.add_argument("--upload-quota", type=int, metavar="BYTES",
+                   help="bytes one instance may write to its http: output locations (default 8 GiB)")
+    p.add_argument("--upload-max-request", type=int, metavar="BYTES",
+                   help="largest single upload to an http: output location (default 4 GiB)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -46,13 +50,14 @@ def _settings_env(args) -> dict[str, str]:
     env["DICOM_HOST_DATA_DIR"] = os.path.abspath(args.data_dir)
     if host in ("0.0.0.0", "[::]"):  # listening everywhere: apps on this machine still use loopback
         host = "127.0.0.1"
-    env["DICOM_HOST_PUBLIC_URL"] = args.public_url or f"http://{host}:{port}"
+    env["DICOM_HOST_PUBLIC_URL"] = args.public_url or env.get("DICOM_HOST_PUBLIC_URL") or f"http://{host}:{port}"
     for option, name in [("admin_token", "ADMIN_TOKEN"), ("uid_root", "UID_ROOT"), ("screen", "SCREEN"),
                          ("output_protocols", "OUTPUT_PROTOCOLS"), ("output_semantics", "OUTPUT_SEMANTICS"),
-                         ("output_retention", "OUTPUT_RETENTION")]:
+                         ("output_retention", "OUTPUT_RETENTION"), ("upload_quota", "UPLOAD_QUOTA"),
+                         ("upload_max_request", "UPLOAD_MAX_REQUEST")]:
         value = getattr(args, option)
         if value is not None:
-            env["DICOM_HOST_" + name] = value
+            env["DICOM_HOST_" + name] = str(value)
     if args.lenient:
         env["DICOM_HOST_LENIENT"] = "1"
     env["DICOM_HOST_LOG_LEVEL"] = args.log_level

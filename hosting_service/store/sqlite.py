@@ -125,8 +125,9 @@ class SQLiteStore:
         return self._connection()
 
     def add_expiry_hook(self, hook) -> None:
-        """Run ``hook(db, instance_id, reason, now) -> list[str]`` inside the transaction that takes an
-        instance to IDLE or EXIT or ends it; it returns the ids of the output locations it expired.
+        """Run ``hook(db, instance_id, reason, now, ending) -> list[str]`` inside the transaction that takes
+        an instance to IDLE or EXIT (``ending`` False) or ends it (``ending`` True); it returns the ids of the
+        output locations it expired.
         The output-location layer registers itself here so that expiry is atomic with the state."""
         self._expiry_hooks.append(hook)
 
@@ -166,7 +167,7 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (instance_id, token, host_url, application_url, now, json.dumps(options)),
             )
-            self._event(db, instance_id, "created", {"hostURL": host_url, "applicationURL": application_url}, now)
+            self.write_event(db, instance_id, "created", {"hostURL": host_url, "applicationURL": application_url}, now)
         return self.get_instance(instance_id)
 
     def get_instance(self, instance_id: str) -> Instance:
@@ -193,25 +194,27 @@ class SQLiteStore:
             raise InstanceEnded(f"instance {instance_id} has ended ({row['end_reason']})")
         return row
 
-    def _release_and_expire(self, db, instance_id: str, reason: str, now: float) -> tuple[int, list[str]]:
+    def _release_and_expire(self, db, instance_id: str, reason: str, now: float,
+                            ending: bool = False) -> tuple[int, list[str]]:
         released = db.execute(
             "UPDATE locators SET released_at = ? WHERE instance_id = ? AND released_at IS NULL",
             (now, instance_id),
         ).rowcount
         if released:
-            self._event(db, instance_id, "released", {"count": released, "reason": reason}, now)
+            self.write_event(db, instance_id, "released", {"count": released, "reason": reason}, now)
         expired: list[str] = []
         for hook in self._expiry_hooks:
-            expired.extend(hook(db, instance_id, reason, now))
+            expired.extend(hook(db, instance_id, reason, now, ending))
         return released, expired
 
     def end_instance(self, instance_id: str, reason: str) -> NotificationResult:
         now = time.time()
         with self._write() as db:
             row = self._live(db, instance_id)
-            released, expired = self._release_and_expire(db, instance_id, f"instance ended: {reason}", now)
+            released, expired = self._release_and_expire(db, instance_id, f"instance ended: {reason}", now,
+                                                        ending=True)
             db.execute("UPDATE instances SET ended_at = ?, end_reason = ? WHERE id = ?", (now, reason, instance_id))
-            self._event(db, instance_id, "ended", {"reason": reason}, now)
+            self.write_event(db, instance_id, "ended", {"reason": reason}, now)
         state = _state(row["reported_state"])
         return NotificationResult(state, state, True, released, expired)
 
@@ -226,7 +229,7 @@ class SQLiteStore:
             previous = _state(row["reported_state"])
             legal = is_legal_notification(previous, state)
             db.execute("UPDATE instances SET reported_state = ? WHERE id = ?", (state.value, instance_id))
-            self._event(
+            self.write_event(
                 db,
                 instance_id,
                 "state",
@@ -234,7 +237,7 @@ class SQLiteStore:
                 now,
             )
             if not legal:
-                self._event(
+                self.write_event(
                     db,
                     instance_id,
                     "warning",
@@ -251,7 +254,7 @@ class SQLiteStore:
         with self._write() as db:
             self._live(db, instance_id)
             db.execute("UPDATE instances SET requested_state = ? WHERE id = ?", (state.value, instance_id))
-            self._event(db, instance_id, "requested", {"state": state.value}, now)
+            self.write_event(db, instance_id, "requested", {"state": state.value}, now)
 
     def record_status(self, instance_id: str, status: Status) -> None:
         self.add_event(instance_id, "status", to_jsonable(status))
@@ -259,10 +262,11 @@ class SQLiteStore:
     def add_event(self, instance_id: str, kind: str, data: dict[str, Any]) -> int:
         with self._write() as db:
             self._live(db, instance_id)
-            return self._event(db, instance_id, kind, data, time.time())
+            return self.write_event(db, instance_id, kind, data, time.time())
 
     @staticmethod
-    def _event(db, instance_id: str, kind: str, data: dict[str, Any], at: float) -> int:
+    def write_event(db, instance_id: str, kind: str, data: dict[str, Any], at: float) -> int:
+        """Append an event within the caller's transaction, so that it is atomic with what it reports."""
         cur = db.execute(
             "INSERT INTO events (instance_id, at, kind, data) VALUES (?, ?, ?, ?)",
             (instance_id, at, kind, json.dumps(data)),
@@ -292,7 +296,7 @@ class SQLiteStore:
                     for o in objects
                 ],
             )
-            self._event(db, instance_id, "inputs", {"count": len(objects)}, time.time())
+            self.write_event(db, instance_id, "inputs", {"count": len(objects)}, time.time())
 
     def inputs(self, instance_id: str, uuids: Iterable[str]) -> dict[str, InputObject]:
         """The offered inputs among ``uuids`` (compared case-insensitively), keyed by lower-case UUID."""
@@ -320,6 +324,7 @@ class SQLiteStore:
                 "INSERT INTO locators (locator, instance_id, source, uri, path, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(l.locator, l.instance_id, l.source, l.uri, l.path, l.created_at) for l in locators],
             )
+            self.write_event(db, locators[0].instance_id, "locator", {"count": len(locators)}, time.time())
 
     def release_locators(self, instance_id: str, locators: Iterable[str]) -> int:
         ids = [l.lower() for l in locators]
@@ -336,7 +341,7 @@ class SQLiteStore:
                     f"AND locator IN ({','.join('?' * len(chunk))})",
                     [now, instance_id, *chunk],
                 ).rowcount
-            self._event(db, instance_id, "released", {"count": count, "requested": len(ids), "reason": "ReleaseData"}, now)
+            self.write_event(db, instance_id, "released", {"count": count, "requested": len(ids), "reason": "ReleaseData"}, now)
         return count
 
     def active_locators(self, instance_id: str) -> list[Locator]:
@@ -362,7 +367,7 @@ class SQLiteStore:
                 "INSERT INTO announcements (instance_id, data, last_data) VALUES (?, ?, ?)",
                 (instance_id, json.dumps(to_jsonable(data)), int(last_data)),
             )
-            self._event(db, instance_id, "outputs", {"descriptors": count, "lastData": last_data}, now)
+            self.write_event(db, instance_id, "outputs", {"descriptors": count, "lastData": last_data}, now)
         return count
 
     def announced_outputs(self, instance_id: str) -> tuple[list[AvailableData], bool]:
