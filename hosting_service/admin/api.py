@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
+from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
 from hosting_service.store import Instance, InstanceEnded, SQLiteStore, UnknownInstance
 
@@ -260,4 +261,11 @@ class AdminApi:
         if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
             raise ClientError("handback needs 'uris': a list of URIs the application returned")
         self.store.get_instance(instance_id)
-        return 200, {"returned": self.outputs.hand_back(instance_id, uris)}
+        returned = self.outputs.hand_back(instance_id, uris)
+        paths = {}  # where the bytes are now (a closed location's files have moved into the results)
+        for uri in uris:
+            try:
+                paths[uri] = str(self.outputs.resolve(instance_id, uri))
+            except NotInOutputLocation:
+                pass
+        return 200, {"returned": returned, "paths": paths}

@@ -9,12 +9,12 @@ import argparse
 import sys
 from typing import Optional
 
-from hosting_service.cli import instance, serve
+from hosting_service.cli import instance, run, serve
 
 EXIT_USAGE = 2
 EXIT_SERVER = 3
 
-SUBCOMMANDS = [serve, instance]
+SUBCOMMANDS = [serve, instance, run]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,117 @@
+"""Launching a hosted application and ending it, whatever it does.
+
+The application runs as ``<command> [args] --hostURL U1 --applicationURL U2 [passthrough args]`` (PS3.19 §7.1),
+built as an argv list and never given to a shell, so a URL or a path with spaces or quotes cannot change the
+command. It gets a process group of its own: the host's Ctrl-C does not reach it (the host decides how to
+stop it, PS3.19 §7.2), and a hard abort reaches every process the application started.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from typing import IO, Callable, Optional
+
+OutputSink = Callable[[str, str], None]
+"""Called with ``(stream, line)`` for every line the application writes; ``stream`` is stdout or stderr."""
+
+
+class LaunchError(Exception):
+    """The application command cannot be started (bad quoting, not found, not executable)."""
+
+
+def application_argv(command: str, host_url: str, application_url: str, passthrough: list[str]) -> list[str]:
+    """The argv of the launch: the command split as a POSIX shell would split it (without running one), the
+    two URLs of the standard, then the extra arguments for the application."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise LaunchError(f"--app {command!r}: {exc}") from None
+    if not words:
+        raise LaunchError("--app is empty: give the command that starts the application")
+    return [*words, "--hostURL", host_url, "--applicationURL", application_url, *passthrough]
+
+
+class AppProcess:
+    """One running application: its output is read line by line into ``sink`` on two daemon threads."""
+
+    def __init__(self, argv: list[str], sink: OutputSink):
+        self.argv = argv
+        try:
+            self._popen = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+        self.started_at = time.monotonic()
+        """When it was launched (``time.monotonic()``): the startup timeout counts from here."""
+        self._readers = [
+            threading.Thread(target=_pump, args=(pipe, name, sink), name=f"app-{name}", daemon=True)
+            for pipe, name in ((self._popen.stdout, "stdout"), (self._popen.stderr, "stderr"))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def poll(self) -> Optional[int]:
+        """The exit status if the process has ended (negative: killed by that signal), else ``None``."""
+        return self._popen.poll()
+
+    def wait(self, timeout: float) -> Optional[int]:
+        """Wait up to ``timeout`` seconds for the end of the process; its exit status, or ``None``."""
+        try:
+            return self._popen.wait(max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def abort(self, term_grace: float = 1.0) -> str:
+        """Hard abort (PS3.19 §7.2 note): SIGTERM to the process group, SIGKILL to it after ``term_grace``
+        seconds. Returns how the process ended: ``exited``, ``terminated`` or ``killed``.
+
+        Processes the application left behind in its group are ended too, even when the application itself
+        had already exited."""
+        how = "exited" if self.poll() is not None else "terminated"
+        self._signal_group(signal.SIGTERM)
+        if self.wait(term_grace) is None:
+            how = "killed"
+        self._signal_group(signal.SIGKILL)
+        self._popen.wait()
+        self.drain_output(1.0)
+        return how
+
+    def drain_output(self, timeout: float) -> None:
+        """Wait until the application's last output lines have reached the sink (its pipes are closed)."""
+        deadline = time.monotonic() + timeout
+        for reader in self._readers:
+            reader.join(max(deadline - time.monotonic(), 0.0))
+
+    def describe_exit(self) -> str:
+        """``exit status N`` or ``killed by SIGNAME`` for the ended process."""
+        code = self.poll()
+        if code is None:
+            return "still running"
+        if code < 0:
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit status {code}"
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self._popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is empty: everything in it has ended
+
+
+def _pump(pipe: IO[bytes], stream: str, sink: OutputSink) -> None:
+    with pipe:
+        for raw in iter(pipe.readline, b""):
+            sink(stream, raw.decode("utf-8", errors="replace").rstrip("\r\n"))

@@ -1,0 +1,142 @@
+"""The Hosting System server of one ``dicom-host run`` when no ``--server`` is given.
+
+It is the ordinary ``dicom-host serve`` (gunicorn) in a child process of its own group, on a free loopback
+port, with a temporary data dir (removed at the end) or a given one (kept). One worker with threads is
+enough for one job and starts fastest.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import requests
+
+_HEALTH_POLL_SECONDS = 0.02
+_LAUNCH_ATTEMPTS = 3
+"""The free port is found by binding and releasing it; another process may take it before gunicorn binds
+it, so a server that dies at once is started again on another port."""
+
+
+class ServerStartError(Exception):
+    """The embedded server did not come up; the message holds the end of its log."""
+
+
+def _free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedServer:
+    """``with EmbeddedServer(...) as server: server.url``: started on entry, stopped on exit."""
+
+    def __init__(self, *, data_dir: Optional[Path] = None, startup_timeout: float = 30.0,
+                 log_level: str = "warning"):
+        self._given_data_dir = data_dir
+        self.startup_timeout = startup_timeout
+        self.log_level = log_level
+        self.data_dir: Optional[Path] = None
+        self.port = 0
+        self._process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        assert self.data_dir is not None
+        return self.data_dir / "server.log"
+
+    def __enter__(self) -> "EmbeddedServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._given_data_dir is not None:
+            self.data_dir = self._given_data_dir.resolve()
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="dicom-host-run-"))
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            for _ in range(_LAUNCH_ATTEMPTS):
+                self.port = _free_loopback_port()
+                self._launch()
+                if self._await_health(deadline):
+                    return
+                if time.monotonic() >= deadline:
+                    break
+            reason = f"the embedded server did not start: {self._log_tail()}"
+        except BaseException:  # an interrupt while starting: leave nothing running
+            self.stop()
+            raise
+        self.stop()
+        raise ServerStartError(reason)
+
+    def _launch(self) -> None:
+        argv = [sys.executable, "-m", "hosting_service.cli.main", "serve",
+                "--bind", f"127.0.0.1:{self.port}", "--public-url", self.url,
+                "--data-dir", str(self.data_dir), "--workers", "1", "--log-level", self.log_level]
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+
+    def _await_health(self, deadline: float) -> bool:
+        """True once ``/healthz`` answers; False if the process ended or the deadline passed."""
+        assert self._process is not None
+        with requests.Session() as session:
+            while time.monotonic() < deadline:
+                if self._process.poll() is not None:
+                    return False
+                try:
+                    if session.get(self.url + "/healthz", timeout=1).ok:
+                        return True
+                except requests.RequestException:
+                    pass
+                time.sleep(_HEALTH_POLL_SECONDS)
+        return False
+
+    def _log_tail(self) -> str:
+        try:
+            lines = [l for l in self.log_path.read_text(errors="replace").splitlines() if l.strip()]
+        except OSError:
+            return "no server log"
+        return lines[-1] if lines else "no output in the server log"
+
+    def stop(self) -> None:
+        """Stop gunicorn (its whole process group) and remove a temporary data dir.
+
+        SIGINT to the gunicorn master is its quick shutdown: the run is over and every write is committed,
+        so there is no request to finish (a graceful SIGTERM costs two seconds of worker polling for
+        nothing). Whatever is left in the group after that is killed."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+        self._process = None
+        if self._given_data_dir is None and self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
