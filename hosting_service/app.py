@@ -25,7 +25,7 @@ from hosting_service.config import Settings
 from hosting_service.operations import HostOperations
 from hosting_service.outputs.locations import OutputLocations
 from hosting_service.outputs.upload import UploadApp
-from hosting_service.store import InstanceEnded, UnknownInstance, open_store
+from hosting_service.store import UnknownInstance, open_store
 from hosting_service.wire import faults
 from hosting_service.wire.documents import XML_CONTENT_TYPE
 from hosting_service.wire.endpoint import SoapEndpoint

@@ -11,9 +11,9 @@ import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from hosting_service.dicom.inputs import chunks, scan
+from hosting_service.dicom.inputs import scan
 from hosting_service.dicom.samples import write_sample_series
-from hosting_service.model import AvailableData, iter_descriptors, to_jsonable
+from hosting_service.model import iter_descriptors, to_jsonable
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -158,28 +158,3 @@ def test_scans_are_deterministic_but_uuids_fresh(tmp_path):
     assert len(uuids) == 16
     assert without_uuids(first) == without_uuids(second)
     assert first.available.Patients[1].Name == "ØSTERGAARD^BJØRN"
-
-
-def test_chunks_split_in_order_and_keep_the_hierarchy(tmp_path):
-    write_sample_series(tmp_path, slices=3, patients=2, series=2)
-    (tmp_path / "notes.json").write_text("{}")
-    available = scan([tmp_path]).available
-
-    def flattened(data: AvailableData):
-        return [(d.DescriptorUuid, p and (p.ID, p.Name, p.DateOfBirth), s and s.StudyUID, se and se.SeriesUID)
-                for d, p, s, se in iter_descriptors(data)]
-
-    parts = chunks(available, 5)
-
-    assert [len(flattened(p)) for p in parts] == [5, 5, 3]
-    assert [row for p in parts for row in flattened(p)] == flattened(available)
-    for part in parts:
-        for patient in part.Patients:
-            assert patient.ObjectDescriptors or patient.Studies
-            for study in patient.Studies:
-                assert study.ObjectDescriptors or study.Series
-                assert all(series.ObjectDescriptors for series in study.Series)
-    assert to_jsonable(chunks(available, 100)) == [to_jsonable(available)]
-    assert chunks(AvailableData(), 10) == [AvailableData()]
-    with pytest.raises(ValueError, match="at least 1"):
-        chunks(available, 0)

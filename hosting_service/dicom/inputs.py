@@ -23,7 +23,6 @@ folder visited once, and a file reached twice is offered once.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import mimetypes
 import os
@@ -40,10 +39,10 @@ from pydicom.uid import MediaStorageDirectoryStorage
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from hosting_service.dicom.delivery import DICOM_MIME_TYPE, transfer_syntax_of
-from hosting_service.model import AvailableData, ObjectDescriptor, Patient, Series, Study, iter_descriptors
+from hosting_service.model import AvailableData, ObjectDescriptor, Patient, Series, Study
 from hosting_service.store.base import InputObject
 
-__all__ = ["ScanResult", "scan", "chunks"]
+__all__ = ["ScanResult", "scan"]
 
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _SOP_CLASS_UID = 0x00080016
@@ -66,7 +65,7 @@ _COMPRESSION_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2"
 @dataclass
 class ScanResult:
     available: AvailableData = field(default_factory=AvailableData)
-    """What NotifyDataAvailable announces (split it with :func:`chunks`)."""
+    """What NotifyDataAvailable announces (the orchestration splits it with :func:`hosting_service.orchestration.tasks.batches`)."""
     objects: list[InputObject] = field(default_factory=list)
     """One per descriptor, in the order of the files: what GetData hands out."""
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -318,39 +317,3 @@ class _Tree:
             series = self.series[(key, h.study, h.series)] = Series(SeriesUID=h.series)
             study.Series.append(series)
         series.ObjectDescriptors.append(descriptor)
-
-
-def chunks(available: AvailableData, max_descriptors: int) -> list[AvailableData]:
-    """``available`` split into AvailableData of at most ``max_descriptors`` descriptors each, in order.
-
-    Each part keeps the Patient / Study / Series nodes its descriptors hang under (their attributes
-    repeated), so a recipient can merge the parts by UID. At least one part is returned, so the caller
-    always has a last call to send with ``lastData=TRUE``.
-    """
-    if max_descriptors < 1:
-        raise ValueError(f"max_descriptors must be at least 1, got {max_descriptors}")
-    parts = [AvailableData()]
-    count = 0
-    copies: dict[int, object] = {}  # id of a source node -> its copy in the current part
-    for descriptor, patient, study, series in iter_descriptors(available):
-        if count == max_descriptors:
-            parts.append(AvailableData())
-            count, copies = 0, {}
-        node: object = parts[-1]
-        for source, children in ((patient, "Patients"), (study, "Studies"), (series, "Series")):
-            if source is None:
-                break
-            copy = copies.get(id(source))
-            if copy is None:
-                copy = copies[id(source)] = _without_children(source)
-                getattr(node, children).append(copy)
-            node = copy
-        node.ObjectDescriptors.append(descriptor)
-        count += 1
-    return parts
-
-
-def _without_children(node):
-    """A copy of a Patient, Study or Series with its attributes and no descriptors, studies or series."""
-    emptied = {f.name: [] for f in dataclasses.fields(node) if f.name in ("ObjectDescriptors", "Studies", "Series")}
-    return dataclasses.replace(node, **emptied)
