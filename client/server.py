@@ -15,7 +15,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 log = logging.getLogger("dicom_host.client.server")
 
-_POLL_SECONDS = 0.05
+_POLL_SECONDS = 0.01
 """How often the serving loop checks for :meth:`ThreadedWSGIServer.stop`: it bounds how long an EXIT
 takes to end the process (``socketserver``'s default is half a second)."""
 

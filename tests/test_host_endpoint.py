@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from conftest import ARRAYS_NS, HOST_NS, drive, fault_of, notify_state, parse_body, soap_post
+from wire_harness import LocateSharedSchemas, assert_valid, standard_schema
 
 ACTION = "http://dicom.nema.org/PS3.19/IHostService/"
 U = str(uuid.UUID(int=1))
@@ -61,6 +62,9 @@ def call(host_url: str, operation: str, inner: str | None = None) -> requests.Re
     return soap_post(host_url, body, action=ACTION + operation)
 
 
+HOST_SCHEMA = standard_schema(HOST_NS)
+
+
 @pytest.fixture(scope="module")
 def instances_by_state(host_server):
     made = {}
@@ -80,6 +84,7 @@ def test_precondition_matrix(instances_by_state, operation, state):
     if allowed is None or state in allowed:
         assert r.status_code == 200, r.text
         assert parse_body(r).tag == f"{{{HOST_NS}}}{operation}Response"
+        assert_valid(HOST_SCHEMA, r.content)  # what the real server sends is what Annex B defines
     else:
         assert r.status_code == 500
         code, text = fault_of(r)
@@ -222,3 +227,45 @@ def test_get_data_hands_out_offered_inputs_and_release_frees_them(host_server, t
     code, text = fault_of(call(inst["hostURL"], "GetData", f"<GetData><objects><UUID><Uuid>{uuid.uuid4()}</Uuid></UUID>"
                                                            "</objects></GetData>"))
     assert code.endswith("Client") and "not offered to this application" in text
+
+
+def test_suds_built_from_an_instances_wsdl_calls_every_operation(host_server, tmp_path):
+    """A client that knows nothing but ``hostURL?wsdl`` (as JAX-WS applications do) works end to end."""
+    import suds.client
+
+    from hosting_service.dicom.samples import write_sample_series
+
+    write_sample_series(tmp_path / "in", slices=2, size=16)
+    inst = host_server.create_instance()
+    offered = host_server.admin.offer_inputs(inst["id"], [str(tmp_path / "in")])["availableData"]
+    source = offered.Patients[0].Studies[0].Series[0].ObjectDescriptors[0].DescriptorUuid
+    client = suds.client.Client(inst["hostURL"] + "?wsdl", cache=None, plugins=[LocateSharedSchemas()])
+    assert client.wsdl.services[0].ports[0].location == inst["hostURL"]
+    s = client.service
+    assert s.GenerateUID().Uid.startswith("2.25.")
+    assert s.GetAvailableScreen(None).Width == 1920
+    s.NotifyStateChanged("IDLE")
+    s.NotifyStateChanged("INPROGRESS")
+    status = client.factory.create("{%s}Status" % HOST_NS)
+    status.StatusType, status.CodeValue, status.CodeMeaning = "WARNING", 3, "slow disk"
+    s.NotifyStatus(status)
+    protocols = client.factory.create("{%s}ArrayOfstring" % ARRAYS_NS)
+    protocols.string = ["http:"]
+    assert s.GetOutputLocation(protocols).startswith(host_server.url + "/outputs/")
+    locators = s.GetData({"UUID": [{"Uuid": source}]}, {"UID": [{"Uid": "1.2.840.10008.1.2.1"}]}, True)
+    locator = locators.ObjectLocator[0]
+    assert locator.Source.Uuid == source and locator.URI.startswith("file:///") and locator.Length > 0
+    s.ReleaseData({"UUID": [{"Uuid": locator.Locator.Uuid}]})
+    models = s.GetAsModels({"UUID": [{"Uuid": source}]}, {"Uid": "1.2.840.10008.7.1.1"},
+                           {"MimeType": [{"Type": "text/xml"}]})
+    assert models.FailedSourceObjects.UUID[0].Uuid == source
+    xpaths = client.factory.create("{%s}ArrayOfstring" % ARRAYS_NS)
+    xpaths.string = ["/NativeDicomModel"]
+    assert not s.QueryModel({"UUID": []}, xpaths)
+    assert not s.QueryInfoSet({"UUID": []}, xpaths)
+    s.ReleaseModels({"UUID": []})
+    descriptor = {"MimeType": {"Type": "text/plain"}, "DescriptorUuid": {"Uuid": str(uuid.uuid4())}}
+    assert s.NotifyDataAvailable({"ObjectDescriptors": {"ObjectDescriptor": [descriptor]}}, True) is True
+    shown = host_server.admin.instance(inst["id"])
+    assert shown["state"] == "INPROGRESS" and shown["activeLocators"] == 0 and len(shown["outputLocations"]) == 1
+    assert host_server.admin.announced_outputs(inst["id"])[1] is True

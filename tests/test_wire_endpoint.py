@@ -9,7 +9,6 @@ import requests
 import suds.client
 import zeep
 from lxml import etree
-from suds.plugin import DocumentPlugin
 from zeep.plugins import HistoryPlugin
 
 import wsdl
@@ -23,6 +22,7 @@ from hosting_service.wire.types import HOST_NS as _HOST_NS
 from hosting_service.wire.faults import CLIENT, fault_document
 from hosting_service.wire.types import APP, APP_NS, HOST, HOST_NS
 from wire_harness import (
+    LocateSharedSchemas,
     DEFAULT_RESULTS,
     SAMPLE_DATA,
     RecordingOperations,
@@ -138,26 +138,8 @@ def test_zeep_calls_every_application_service_operation(router, ops, name, argum
     _check_call(service, history, ops, APP, name, arguments, expected)
 
 
-class _LocateSharedSchemas(DocumentPlugin):
-    """suds ignores that the WSDL imports ArrayOfString.xsd/XPathNodeType.xsd when HostService-20100825.xsd
-    imports their namespaces without a schemaLocation; point those imports at the served siblings."""
-
-    LOCATIONS = {
-        "http://schemas.microsoft.com/2003/10/Serialization/Arrays": "ArrayOfString.xsd",
-        "http://schemas.datacontract.org/2004/07/System.Xml.XPath": "XPathNodeType.xsd",
-    }
-
-    def parsed(self, context):
-        document = context.document
-        if document.name != "schema":
-            return
-        for imported in document.getChildren("import"):
-            if imported.get("schemaLocation") is None and imported.get("namespace") in self.LOCATIONS:
-                imported.set("schemaLocation", self.LOCATIONS[imported.get("namespace")])
-
-
 def test_suds_built_from_the_served_wsdl_calls_the_host(router, ops):
-    client = suds.client.Client(router.url("host") + "?wsdl", cache=None, plugins=[_LocateSharedSchemas()])
+    client = suds.client.Client(router.url("host") + "?wsdl", cache=None, plugins=[LocateSharedSchemas()])
     assert client.wsdl.services[0].ports[0].location == router.url("host")
     assert client.service.GenerateUID().Uid == DEFAULT_RESULTS["GenerateUID"]
     protocols = client.factory.create("{http://schemas.microsoft.com/2003/10/Serialization/Arrays}ArrayOfstring")
@@ -175,7 +157,7 @@ def test_suds_built_from_the_served_wsdl_calls_the_host(router, ops):
 
 
 def test_suds_built_from_the_served_wsdl_calls_the_application(router, ops):
-    client = suds.client.Client(router.url("app") + "?wsdl", cache=None, plugins=[_LocateSharedSchemas()])
+    client = suds.client.Client(router.url("app") + "?wsdl", cache=None, plugins=[LocateSharedSchemas()])
     assert client.service.SetState("EXIT") is True
     assert client.service.GetState() == "INPROGRESS"
     assert ops.calls == [("SetState", {"state": State.EXIT}), ("GetState", {})]

@@ -12,6 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
 from lxml import etree
+from suds.plugin import DocumentPlugin
 
 import wsdl
 from hosting_service import model
@@ -206,3 +207,23 @@ def fault(response: requests.Response) -> tuple[str, str]:
     child = body_child(response.content)
     assert child.tag == f"{{{SOAP_ENV}}}Fault", response.text
     return child.findtext("faultcode"), child.findtext("faultstring")
+
+
+# --- suds -------------------------------------------------------------------------------------------------
+
+class LocateSharedSchemas(DocumentPlugin):
+    """suds ignores that the WSDL imports ArrayOfString.xsd/XPathNodeType.xsd when HostService-20100825.xsd
+    imports their namespaces without a schemaLocation; point those imports at the served siblings."""
+
+    LOCATIONS = {
+        "http://schemas.microsoft.com/2003/10/Serialization/Arrays": "ArrayOfString.xsd",
+        "http://schemas.datacontract.org/2004/07/System.Xml.XPath": "XPathNodeType.xsd",
+    }
+
+    def parsed(self, context):
+        document = context.document
+        if document.name != "schema":
+            return
+        for imported in document.getChildren("import"):
+            if imported.get("schemaLocation") is None and imported.get("namespace") in self.LOCATIONS:
+                imported.set("schemaLocation", self.LOCATIONS[imported.get("namespace")])
