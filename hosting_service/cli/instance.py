@@ -59,9 +59,13 @@ def _end(admin: AdminClient, args):
 
 
 def _run(handler, args) -> int:
-    from hosting_service.cli.main import EXIT_SERVER
+    from hosting_service.cli.main import EXIT_SERVER, EXIT_USAGE
 
-    admin = AdminClient(args.server, token=args.admin_token)
+    try:
+        admin = AdminClient(args.server, token=args.admin_token)
+    except ValueError as exc:
+        print(f"dicom-host instance {args.action}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         result = handler(admin, args)
     except AdminError as exc:

@@ -12,10 +12,11 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Iterator
 from urllib.parse import unquote, urlsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
 
 _CHUNK = 1 << 20
 
@@ -98,6 +99,8 @@ def _limited(f: BinaryIO, length: int) -> Iterator[bytes]:
 
 
 def _http_chunks(uri: str, offset: int, length: int, session: requests.Session, timeout: float) -> Iterator[bytes]:
+    import requests  # only runs that read http: outputs need it
+
     headers = {"Accept-Encoding": "identity"}
     ranged = offset > 0 or length > 0
     if ranged:

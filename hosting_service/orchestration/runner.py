@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Callable, Optional, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-
 from hosting_service.admin.client import AdminClient, AdminError
 from hosting_service.model import ObjectLocator, iter_descriptors
 from hosting_service.orchestration.applog import AppLog
@@ -127,7 +125,7 @@ class Runner:
         self._feed: Optional[EventFeed] = None
         self._process: Optional[AppProcess] = None
         self._app = None
-        self._http = requests.Session()
+        self._http = None  # a requests session for http: outputs, made when the first one is read
         self._winding_down = False
         self._announcements_taken = 0
         self._requests = 0
@@ -155,12 +153,13 @@ class Runner:
         return outcome
 
     def _admin_client(self, url: str) -> AdminClient:
-        admin = AdminClient(url, token=self.options.admin_token, timeout=self.options.call_timeout)
-        _skip_environment_proxies(admin.session, url)
-        return admin
+        try:
+            return AdminClient(url, token=self.options.admin_token, timeout=self.options.call_timeout)
+        except ValueError as exc:
+            raise JobFailure(Result.USAGE, str(exc)) from None
 
     def _close_connections(self) -> None:
-        for closable in (self._admin.session, self._http, self._app):
+        for closable in (self._admin, self._http, self._app):
             if closable is not None:
                 closable.close()
 
@@ -235,7 +234,7 @@ class Runner:
             self.manifest.app["exit"] = self._process.describe_exit()
         if app_log is not None:
             app_log.close()
-            app_log.admin.session.close()
+            app_log.admin.close()
         self.manifest.milestone("end")
         self.manifest.outcome = {"result": outcome.result.value, "reason": outcome.reason}
         with contextlib.suppress(AdminError):
@@ -281,7 +280,6 @@ class Runner:
         from client import ApplicationClient  # loading since the run started: zeep, spyne, the WSDL (0.35 s)
 
         self._app = ApplicationClient(application_url, timeout=self.options.call_timeout)
-        _skip_environment_proxies(self._app.session, application_url)
 
     def _task(self, task: Task, *, last: bool, of: int) -> None:
         o = self.options
@@ -395,6 +393,8 @@ class Runner:
         its SOP Instance UID when it is DICOM; raises :class:`RetrievalError`."""
         descriptor, patient, study, series = entry
         download = self.options.output / f".download-{uuid.uuid4().hex}"
+        if self._http is None:
+            self._http = _loopback_session(uri)
         got = retrieve(uri, locator.Offset, locator.Length, download, session=self._http,
                        timeout=self.options.call_timeout)
         sop_instance_uid = read_sop_instance_uid(download) if descriptor.MimeType == "application/dicom" else None
@@ -445,7 +445,7 @@ class Runner:
         self.manifest.milestone("exit")
 
     def _hard_abort_on_interrupt(self) -> None:
-        self._admin.session.close()  # the interrupt may have left a request half-read on a pooled connection
+        self._admin.close()  # the interrupt may have left a request half-read on a pooled connection
         self._hard_abort("second interrupt")
 
     def _hard_abort(self, why: str) -> None:
@@ -531,6 +531,8 @@ class Runner:
             if self._process.wait(ENDING_SECONDS) is not None:
                 raise AppEnded(f"the application ended ({self._process.describe_exit()}) "
                                f"during {exc.operation}") from None
+            import requests  # loaded with zeep by now
+
             timed_out = isinstance(exc.__cause__, requests.Timeout)
             raise JobFailure(Result.TIMEOUT if timed_out else Result.APP_FAILED, str(exc)) from None
 
@@ -551,8 +553,12 @@ class Runner:
             self._admin.add_event(self._instance_id, "notice", {"message": message})
 
 
-def _skip_environment_proxies(session: requests.Session, url: str) -> None:
-    """Loopback peers are never reached through a proxy; not consulting the environment for one saves
-    about 0.7 ms per request (requests scans every variable each time), which is most of a SOAP call."""
+def _loopback_session(url: str):
+    """A requests session for reading http: outputs. Loopback peers are never reached through a proxy; not
+    consulting the environment for one saves about 0.7 ms per request (requests scans every variable)."""
+    import requests
+
+    session = requests.Session()
     if urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1"):
         session.trust_env = False
+    return session

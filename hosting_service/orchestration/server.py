@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import requests
 
 _HEALTH_POLL_SECONDS = 0.02
 _LAUNCH_ATTEMPTS = 3
@@ -95,6 +94,8 @@ class EmbeddedServer:
 
     def _await_health(self, deadline: float) -> bool:
         """True once ``/healthz`` answers; False if the process ended or the deadline passed."""
+        import requests  # only runs that start their own server need it
+
         assert self._process is not None
         with requests.Session() as session:
             while time.monotonic() < deadline:
