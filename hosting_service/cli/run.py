@@ -14,6 +14,8 @@ at once. Exit status: 0 completed, 2 bad usage, 3 server unreachable or refusing
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -119,7 +121,12 @@ def run(args) -> int:
             print(f"dicom-host run: {outcome.reason}")
     else:
         print(f"dicom-host run: {outcome.result.value}: {outcome.reason}", file=sys.stderr)
-    return exit_code(outcome.result)
+    # Everything is finished: the application reaped, the instance ended, the manifest written. Leave
+    # without the interpreter's teardown of zeep, spyne and lxml, which would add some 40 ms to every job.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(exit_code(outcome.result))
 
 
 def _interrupt_handler(runner: Runner):

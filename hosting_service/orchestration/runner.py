@@ -136,8 +136,6 @@ class Runner:
 
     def run(self) -> Outcome:
         """Run the job; never raises for anything the application, the server or the user does."""
-        # zeep, spyne and the WSDL (0.35 s of CPU) load while the server starts and the inputs are scanned
-        threading.Thread(target=importlib.import_module, args=("client",), name="load-client", daemon=True).start()
         try:
             self._check_usage()
             with contextlib.ExitStack() as stack:
@@ -203,6 +201,9 @@ class Runner:
         try:
             app_log = AppLog(self._admin_client(server_url), self._instance_id, self.reporter, o.output / "app.log")
             self._launch(instance, app_log)
+            # zeep, spyne and the WSDL (0.35 s of CPU) load while the application starts; not before the launch,
+            # which is every job's critical path and would wait for the GIL
+            threading.Thread(target=importlib.import_module, args=("client",), name="load-client", daemon=True).start()
             tasks = self._offer_inputs()  # scanned while the application starts
             self._connect(instance["applicationURL"])
             self._await({State.IDLE}, self._from_now(), o.startup_timeout, "the application's first IDLE (startup)",
