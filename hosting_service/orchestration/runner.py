@@ -429,6 +429,8 @@ class Runner:
                 if self._process.poll() is not None or state not in steps:  # ended, EXIT, or never IDLE
                     break
                 request, targets = steps[state]
+                if request is not None and self._app is None:  # failed between the launch and connecting
+                    self._connect(self.manifest.instance["applicationURL"])
                 if request is None:
                     self._await(targets, self._from_now(), self.options.state_timeout, f"IDLE after {state}")
                 else:
