@@ -82,11 +82,14 @@ class HostOperations:
             check_precondition(operation, self.instance.reported_state)
             return True
         except PreconditionViolation as exc:
-            self.store.add_event(self.instance.id, "warning", {"operation": operation, "message": str(exc)})
-            log.warning("instance %s: %s", self.instance.id, exc)
-            if self.settings.lenient_preconditions:
-                return False
-            raise
+            return self._refused(exc)
+
+    def _refused(self, exc: PreconditionViolation) -> bool:
+        self.store.add_event(self.instance.id, "warning", {"operation": exc.operation, "message": str(exc)})
+        log.warning("instance %s: %s", self.instance.id, exc)
+        if self.settings.lenient_preconditions:
+            return False
+        raise exc
 
     @property
     def _cache_dir(self) -> Path:
@@ -103,7 +106,11 @@ class HostOperations:
     def GetOutputLocation(self, preferredProtocols: Optional[list[str]] = None) -> Optional[str]:
         if not self._allowed("GetOutputLocation"):
             return None
-        return self.outputs.issue(self.instance, preferredProtocols or [])
+        try:  # issue() checks the state again in the transaction that records the location
+            return self.outputs.issue(self.instance, preferredProtocols or [])
+        except PreconditionViolation as exc:  # the application changed state since this request began
+            self._refused(exc)
+            return None
 
     def NotifyStateChanged(self, state: State) -> None:
         result = self.store.record_notification(self.instance.id, state)
