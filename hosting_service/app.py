@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import sys
 from typing import Optional
 
 from hosting_service.admin.api import HOST_SERVICE_PATH, AdminApi
@@ -53,6 +54,20 @@ class HostingApp:
         self.admin = AdminApi(self.store, settings, self.outputs)
 
     def __call__(self, environ, start_response):
+        try:
+            return self._route(environ, start_response)
+        except Exception:  # every layer answers its own errors; this is the last line for the host's bugs
+            log.exception("internal error on %s %s", environ.get("REQUEST_METHOD"), _redacted(environ))
+            exc_info = sys.exc_info()
+
+            def restart(status, headers):
+                return start_response(status, headers, exc_info)
+
+            if environ.get("REQUEST_METHOD") == "POST" and _INSTANCE_PATH.match(environ.get("PATH_INFO", "")):
+                return faults.fault_response(restart, "Server", faults.INTERNAL_ERROR)
+            return _plain(restart, "500 Internal Server Error", b"internal error; see the server log")
+
+    def _route(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if path.startswith("/admin/") or path == "/admin":
             return self.admin(environ, start_response)
@@ -86,6 +101,11 @@ class HostingApp:
         environ["dicom_host.operations"] = HostOperations(self.store, self.settings, self.outputs, instance)
         environ["dicom_host.instance_id"] = instance.id
         return self.endpoint(environ, start_response)
+
+
+def _redacted(environ) -> str:
+    """The request path without its token: tokens are credentials and stay out of the logs."""
+    return re.sub(r"/[A-Za-z0-9_-]{22,64}(?=/)", "/<token>", environ.get("PATH_INFO", ""), count=1)
 
 
 def configure_logging() -> None:

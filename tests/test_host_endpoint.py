@@ -269,3 +269,19 @@ def test_suds_built_from_an_instances_wsdl_calls_every_operation(host_server, tm
     shown = host_server.admin.instance(inst["id"])
     assert shown["state"] == "INPROGRESS" and shown["activeLocators"] == 0 and len(shown["outputLocations"]) == 1
     assert host_server.admin.announced_outputs(inst["id"])[1] is True
+
+
+@pytest.mark.parametrize("raw", [b"GARBAGE\r\n\r\n",
+                                 b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n",
+                                 b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n"])
+def test_requests_that_are_not_http_get_a_plain_4xx(host_server, raw):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", host_server.port), timeout=5) as s:
+        s.sendall(raw)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert re.match(rb"HTTP/1.1 4\d\d ", head) and b"Content-Type: text/plain" in head
+    assert b"<html" not in body.lower() and body.strip()

@@ -86,6 +86,7 @@ def run(args) -> int:
         "--log-level", args.log_level,
         "--error-logfile", "-",
         "--name", "dicom-host",
+        "--config", "python:hosting_service.cli.gunicorn_conf",
         "hosting_service.app:create_app()",
     ]
     os.execve(sys.executable, argv, env)
