@@ -161,6 +161,29 @@ def drive(host_url: str, *states: str) -> None:
         notify_state(host_url, s)
 
 
+# --- the wire layer alone: SoapEndpoint behind a miniature router, with an operations object that records ---
+
+@pytest.fixture(scope="module")
+def router(request):
+    """Both services' endpoints over real HTTP; a test module may set ``ROUTER_SETTINGS``."""
+    from hosting_service.config import Settings
+    from wire_harness import RecordingOperations, Router, serve
+
+    router = Router(getattr(request.module, "ROUTER_SETTINGS", Settings()), RecordingOperations())
+    with serve(router) as base:
+        router.base_url = base
+        yield router
+
+
+@pytest.fixture
+def ops(router):
+    """A fresh recording operations object behind ``router``."""
+    from wire_harness import RecordingOperations
+
+    router.operations = RecordingOperations()
+    return router.operations
+
+
 @pytest.fixture
 def instance(host_server) -> dict:
     """A fresh instance on the session server."""

@@ -13,7 +13,6 @@ from zeep.plugins import HistoryPlugin
 
 import wsdl
 from hosting_service import model
-from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.states import PreconditionViolation, State
 from hosting_service.wire.convert import from_wire, to_wire_dict
@@ -26,30 +25,16 @@ from wire_harness import (
     DEFAULT_RESULTS,
     SAMPLE_DATA,
     RecordingOperations,
-    Router,
     assert_valid,
     envelope,
     fault,
     post,
-    serve,
     standard_schema,
 )
 
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "ps319" / "reference" / "annexB"
 
 
-@pytest.fixture(scope="module")
-def router():
-    router = Router(Settings(), RecordingOperations())
-    with serve(router) as base:
-        router.base_url = base
-        yield router
-
-
-@pytest.fixture
-def ops(router):
-    router.operations = RecordingOperations()
-    return router.operations
 
 
 def _zeep_service(router, namespace, wsdl_path, binding):

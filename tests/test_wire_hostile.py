@@ -15,29 +15,24 @@ import requests
 from hosting_service.config import Settings
 from hosting_service.states import State
 from hosting_service.wire.types import HOST_NS
-from wire_harness import RecordingOperations, Router, envelope, fault, free_port, post, serve
+from wire_harness import envelope, fault, free_port, post
 
 LIMIT = 8192
 DEPTH = 64
 NORMAL = envelope(f'<NotifyStateChanged xmlns="{HOST_NS}"><state>IDLE</state></NotifyStateChanged>')
 
 
-@pytest.fixture(scope="module")
-def router():
-    router = Router(Settings(soap_max_body_bytes=LIMIT, soap_max_depth=DEPTH), RecordingOperations())
-    with serve(router) as base:
-        router.base_url = base
-        yield router
+ROUTER_SETTINGS = Settings(soap_max_body_bytes=LIMIT, soap_max_depth=DEPTH)
+"""Read by the ``router`` fixture (tests/conftest.py)."""
 
 
 @pytest.fixture
-def ops(router):
-    router.operations = RecordingOperations()
-    yield router.operations
+def ops(ops, router):
+    yield ops
     # whatever the test sent, the endpoint still answers a normal call
-    router.operations.calls.clear()
+    ops.calls.clear()
     assert post(router.url("host"), NORMAL).status_code == 200
-    assert router.operations.calls == [("NotifyStateChanged", {"state": State.IDLE})]
+    assert ops.calls == [("NotifyStateChanged", {"state": State.IDLE})]
 
 
 @pytest.fixture(scope="module")

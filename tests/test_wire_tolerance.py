@@ -7,10 +7,9 @@ import datetime
 import pytest
 
 from hosting_service import model
-from hosting_service.config import Settings
 from hosting_service.states import State
 from hosting_service.wire.types import APP_NS, HOST_NS
-from wire_harness import RecordingOperations, Router, assert_valid, envelope, fault, post, serve, standard_schema
+from wire_harness import assert_valid, envelope, fault, post, standard_schema
 
 CTK_NS = "http://dicom.nema.org/PS3.19/HostInterface"
 QTSOAP = (
@@ -24,18 +23,6 @@ def ctk(payload: str) -> bytes:
     return envelope(payload, prefix="SOAP-ENV", extra_ns=QTSOAP)
 
 
-@pytest.fixture(scope="module")
-def router():
-    router = Router(Settings(), RecordingOperations())
-    with serve(router) as base:
-        router.base_url = base
-        yield router
-
-
-@pytest.fixture
-def ops(router):
-    router.operations = RecordingOperations()
-    return router.operations
 
 
 def call(router, body: bytes, service: str = "host", headers: dict | None = None):
