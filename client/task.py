@@ -29,6 +29,7 @@ from hosting_service.model import (
     Status,
     StatusType,
     Study,
+    TreeBuilder,
 )
 
 if TYPE_CHECKING:  # pydicom is imported only by applications that handle DICOM
@@ -162,10 +163,7 @@ def announcement(outputs: Iterable[tuple[str, TaskOutput]]) -> AvailableData:
     An output goes as deep in the Patient/Study/Series tree as its information allows (PS3.19 §9.2: most
     DICOM objects belong at the Series level); without a patient it is a top-level descriptor.
     """
-    data = AvailableData()
-    patients: dict[tuple, Patient] = {}
-    studies: dict[tuple, Study] = {}
-    series: dict[tuple, Series] = {}
+    tree = TreeBuilder()
     for uuid, output in outputs:
         descriptor = ObjectDescriptor(
             ClassUID=output.class_uid,
@@ -174,31 +172,11 @@ def announcement(outputs: Iterable[tuple[str, TaskOutput]]) -> AvailableData:
             TransferSyntaxUID=output.transfer_syntax_uid,
             DescriptorUuid=uuid,
         )
-        if output.patient is None:
-            data.ObjectDescriptors.append(descriptor)
-            continue
         p = output.patient
-        patient_key = (p.ID, p.Name, p.AssigningAuthority)
-        if patient_key not in patients:
-            patients[patient_key] = Patient(
-                AssigningAuthority=p.AssigningAuthority, DateOfBirth=p.DateOfBirth, ID=p.ID, Name=p.Name, Sex=p.Sex
-            )
-            data.Patients.append(patients[patient_key])
-        patient = patients[patient_key]
-        if output.study_uid is None:
-            patient.ObjectDescriptors.append(descriptor)
-            continue
-        study_key = (patient_key, output.study_uid)
-        if study_key not in studies:
-            studies[study_key] = Study(StudyUID=output.study_uid)
-            patient.Studies.append(studies[study_key])
-        study = studies[study_key]
-        if output.series_uid is None:
-            study.ObjectDescriptors.append(descriptor)
-            continue
-        series_key = (study_key, output.series_uid)
-        if series_key not in series:
-            series[series_key] = Series(SeriesUID=output.series_uid)
-            study.Series.append(series[series_key])
-        series[series_key].ObjectDescriptors.append(descriptor)
-    return data
+        patient = None if p is None else ((p.ID, p.Name, p.AssigningAuthority), p)
+        study = None if patient is None or output.study_uid is None else (
+            output.study_uid, Study(StudyUID=output.study_uid))
+        series = None if study is None or output.series_uid is None else (
+            output.series_uid, Series(SeriesUID=output.series_uid))
+        tree.add(descriptor, patient, study, series)
+    return tree.data

@@ -37,6 +37,7 @@ __all__ = [
     "to_jsonable",
     "from_jsonable",
     "iter_descriptors",
+    "TreeBuilder",
 ]
 
 
@@ -176,6 +177,39 @@ def iter_descriptors(data: AvailableData):
             for se in st.Series:
                 for d in se.ObjectDescriptors:
                     yield d, p, st, se
+
+
+class TreeBuilder:
+    """Builds an AvailableData by hanging each descriptor under its Patient, Study and Series (PS3.19 §9.2),
+    creating each node the first time its key is seen, in the order descriptors are added.
+
+    A level is given as ``(key, template)``: the key says which descriptors share the node (a patient's
+    ID and issuer, a study's UID, ...; the caller decides), the template is the node's attributes (its
+    children lists are ignored). ``None`` stops the descending there: a descriptor without a patient is
+    top-level, one with a patient but no study is at patient level, and so on.
+    """
+
+    def __init__(self) -> None:
+        self.data = AvailableData()
+        self._nodes: dict[tuple, object] = {}
+
+    def add(self, descriptor: ObjectDescriptor, patient=None, study=None, series=None) -> None:
+        node, path = self.data, ()
+        for level, children in ((patient, "Patients"), (study, "Studies"), (series, "Series")):
+            if level is None:
+                break
+            key, template = level
+            path = (*path, key)
+            if path not in self._nodes:
+                self._nodes[path] = _without_children(template)
+                getattr(node, children).append(self._nodes[path])
+            node = self._nodes[path]
+        node.ObjectDescriptors.append(descriptor)
+
+
+def _without_children(node):
+    empty = {f.name: [] for f in dataclasses.fields(node) if f.name in ("ObjectDescriptors", "Studies", "Series")}
+    return dataclasses.replace(node, **empty)
 
 
 # --- JSON form (the store and the admin API) -----------------------------------------------------------

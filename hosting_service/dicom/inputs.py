@@ -39,7 +39,7 @@ from pydicom.uid import MediaStorageDirectoryStorage
 from pydicom.valuerep import TEXT_VR_DELIMS, PersonName
 
 from hosting_service.dicom.delivery import DICOM_MIME_TYPE, transfer_syntax_of
-from hosting_service.model import AvailableData, ObjectDescriptor, Patient, Series, Study
+from hosting_service.model import AvailableData, ObjectDescriptor, Patient, Series, Study, TreeBuilder
 from hosting_service.store.base import InputObject
 
 __all__ = ["ScanResult", "scan"]
@@ -65,7 +65,7 @@ _COMPRESSION_TYPES = {"gzip": "application/gzip", "bzip2": "application/x-bzip2"
 @dataclass
 class ScanResult:
     available: AvailableData = field(default_factory=AvailableData)
-    """What NotifyDataAvailable announces (the orchestration splits it with :func:`hosting_service.orchestration.tasks.batches`)."""
+    """What NotifyDataAvailable announces (split into calls by :func:`~hosting_service.orchestration.tasks.batches`)."""
     objects: list[InputObject] = field(default_factory=list)
     """One per descriptor, in the order of the files: what GetData hands out."""
     problems: list[tuple[str, str]] = field(default_factory=list)
@@ -93,7 +93,8 @@ class _Header:
 def scan(paths: Iterable[str | Path]) -> ScanResult:
     """Read ``paths`` (files and folders) into AvailableData, the InputObjects behind it, and problems."""
     result = ScanResult()
-    tree = _Tree(result.available)
+    tree = TreeBuilder()
+    result.available = tree.data
     seen: set[tuple[int, int]] = set()
     for path in _files(paths, result.problems):
         try:
@@ -115,7 +116,7 @@ def scan(paths: Iterable[str | Path]) -> ScanResult:
                 result.problems.append((path, "named as DICOM but holds no DICOM data set"))
                 continue
             descriptor = ObjectDescriptor(MimeType=mime, DescriptorUuid=str(uuid.uuid4()))
-            result.available.ObjectDescriptors.append(descriptor)
+            tree.add(descriptor)
         else:
             descriptor = ObjectDescriptor(
                 ClassUID=header.sop_class,
@@ -124,7 +125,7 @@ def scan(paths: Iterable[str | Path]) -> ScanResult:
                 TransferSyntaxUID=header.transfer_syntax,
                 DescriptorUuid=str(uuid.uuid4()),
             )
-            tree.add(descriptor, header)
+            _place(tree, descriptor, header)
         result.objects.append(InputObject(descriptor, path, 0, info.st_size))
     return result
 
@@ -281,39 +282,15 @@ def _mime_type(path: str) -> str:
     return mime or "application/octet-stream"
 
 
-class _Tree:
-    """Builds the Patient / Study / Series tree in the order objects are added."""
-
-    def __init__(self, available: AvailableData):
-        self.available = available
-        self.patients: dict[tuple[str, str], Patient] = {}
-        self.studies: dict[tuple[tuple[str, str], str], Study] = {}
-        self.series: dict[tuple[tuple[str, str], str, str], Series] = {}
-
-    def add(self, descriptor: ObjectDescriptor, h: _Header) -> None:
-        if h.patient_id is None and h.study is None:
-            self.available.ObjectDescriptors.append(descriptor)
-            return
-        key = (h.patient_id or "", h.issuer or "")
-        patient = self.patients.get(key)
-        if patient is None:
-            patient = self.patients[key] = Patient(
-                AssigningAuthority=h.issuer, DateOfBirth=h.birth_date, ID=h.patient_id, Name=h.patient_name,
-                Sex=h.sex,
-            )
-            self.available.Patients.append(patient)
-        if h.study is None:
-            patient.ObjectDescriptors.append(descriptor)
-            return
-        study = self.studies.get((key, h.study))
-        if study is None:
-            study = self.studies[(key, h.study)] = Study(StudyUID=h.study)
-            patient.Studies.append(study)
-        if h.series is None:
-            study.ObjectDescriptors.append(descriptor)
-            return
-        series = self.series.get((key, h.study, h.series))
-        if series is None:
-            series = self.series[(key, h.study, h.series)] = Series(SeriesUID=h.series)
-            study.Series.append(series)
-        series.ObjectDescriptors.append(descriptor)
+def _place(tree: TreeBuilder, descriptor: ObjectDescriptor, h: _Header) -> None:
+    """Hang ``descriptor`` as deep in the Patient/Study/Series tree as its header allows; patients are
+    told apart by Patient ID and Issuer of Patient ID."""
+    if h.patient_id is None and h.study is None:
+        tree.add(descriptor)
+        return
+    key = (h.patient_id or "", h.issuer or "")
+    patient = Patient(AssigningAuthority=h.issuer, DateOfBirth=h.birth_date, ID=h.patient_id, Name=h.patient_name,
+                      Sex=h.sex)
+    study = None if h.study is None else (h.study, Study(StudyUID=h.study))
+    series = None if study is None or h.series is None else (h.series, Series(SeriesUID=h.series))
+    tree.add(descriptor, (key, patient), study, series)

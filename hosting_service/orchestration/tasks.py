@@ -6,11 +6,10 @@ series as in the whole.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Optional
 
-from hosting_service.model import AvailableData, ObjectDescriptor, Patient, Series, Study, iter_descriptors
+from hosting_service.model import AvailableData, ObjectDescriptor, Patient, Series, Study, TreeBuilder, iter_descriptors
 
 TASK_SCOPES = ("all", "patient", "study", "series")
 """``all``: one task for everything; otherwise one task per patient, study or series, as XIP iterates
@@ -32,37 +31,13 @@ class Task:
         return sum(1 for _ in iter_descriptors(self.data))
 
 
-def _shell(node):
-    """A copy of a Patient, Study or Series without its children."""
-    empty = {f.name: [] for f in dataclasses.fields(node) if isinstance(getattr(node, f.name), list)}
-    return dataclasses.replace(node, **empty)
-
-
 def regroup(entries: Iterable[Entry]) -> AvailableData:
-    """The AvailableData tree that holds exactly ``entries`` (as yielded by ``iter_descriptors``)."""
-    data = AvailableData()
-    copies: dict[int, object] = {}  # id of an original node -> its copy in the new tree
-
-    def copy_of(node, parent_list: list):
-        if id(node) not in copies:
-            copies[id(node)] = _shell(node)
-            parent_list.append(copies[id(node)])
-        return copies[id(node)]
-
-    for descriptor, patient, study, series in entries:
-        if patient is None:
-            data.ObjectDescriptors.append(descriptor)
-            continue
-        p = copy_of(patient, data.Patients)
-        if study is None:
-            p.ObjectDescriptors.append(descriptor)
-            continue
-        st = copy_of(study, p.Studies)
-        if series is None:
-            st.ObjectDescriptors.append(descriptor)
-            continue
-        copy_of(series, st.Series).ObjectDescriptors.append(descriptor)
-    return data
+    """The AvailableData tree that holds exactly ``entries`` (as yielded by ``iter_descriptors``), each node
+    a copy of the one it came from."""
+    tree = TreeBuilder()
+    for descriptor, *nodes in entries:
+        tree.add(descriptor, *[None if node is None else (id(node), node) for node in nodes])
+    return tree.data
 
 
 def split_tasks(data: AvailableData, scope: str) -> list[Task]:
