@@ -60,6 +60,16 @@ def test_ctk_style_application(host_server, series, tmp_path):
     check_inputs_arrived_intact(run, series)
 
 
+def test_jaxws_style_application(host_server, series, tmp_path):
+    """An application that knows only hostURL?wsdl (as XIP's JAX-WS apps): its proxy takes the standard WSDL,
+    fetches the imported schemas beside it and calls the address the WSDL holds."""
+    run = run_job(tmp_path / "out", "--app", f"{MISBEHAVING_APP} --jaxws", "--input", str(series),
+                  server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    assert run.states() == ["IDLE", "INPROGRESS", "COMPLETED", "IDLE", "EXIT"]
+    check_inputs_arrived_intact(run, series)
+
+
 def test_inputs_in_several_notifications(host_server, series, tmp_path):
     run = run_job(tmp_path / "out", "--app", MISBEHAVING_APP, "--input", str(series), "--batch-size", "2",
                   server=host_server.url)

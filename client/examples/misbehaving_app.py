@@ -138,6 +138,23 @@ class CtkAnswers:
         return etree.tostring(root, xml_declaration=True, encoding="utf-8")
 
 
+class WsdlHostClient(HostClient):
+    """Builds its proxy as JAX-WS applications (XIP's ``ClientToHost``) do: from ``hostURL?wsdl`` alone,
+    with the service QName and port of the standard, calling whatever address that WSDL holds. It works
+    only if the host serves the standard WSDL, resolves its imported schemas and rewrites its address."""
+
+    def __init__(self, host_url: str, *, timeout: float = 10.0):
+        super().__init__(host_url, timeout=timeout)
+        import zeep
+        from zeep.transports import Transport
+
+        # as strict as the project's clients, but the schemas the WSDL imports must be fetched from the host
+        settings = zeep.Settings(strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=False)
+        proxy = zeep.Client(host_url + "?wsdl", settings=settings,
+                            transport=Transport(operation_timeout=(timeout, timeout), session=self.session))
+        self._service = proxy.bind("HostService-20100825", "HostServiceBinding")
+
+
 class MisbehavingApp(HostedApplication):
     name = "misbehaving-app"
     description = "A PS3.19 hosted application that misbehaves on request (for testing Hosting Systems)."
@@ -164,6 +181,8 @@ class MisbehavingApp(HostedApplication):
                             help="process() takes S seconds and ignores cancellation meanwhile")
         parser.add_argument("--ctk", action="store_true",
                             help="talk like a CTK application (CtkHostClient requests, CtkAnswers answers)")
+        parser.add_argument("--jaxws", action="store_true",
+                            help="call the host through a proxy built from hostURL?wsdl alone, as XIP does")
 
     def __init__(self, options: argparse.Namespace):
         self._frozen = threading.Event()
@@ -171,7 +190,7 @@ class MisbehavingApp(HostedApplication):
         super().__init__(options)
 
     def connect_host(self) -> HostClient:
-        client_class = CtkHostClient if self.options.ctk else HostClient
+        client_class = CtkHostClient if self.options.ctk else WsdlHostClient if self.options.jaxws else HostClient
         return client_class(self.options.hostURL, timeout=self.call_timeout)
 
     def endpoint_app(self):
