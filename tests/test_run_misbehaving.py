@@ -70,6 +70,17 @@ def test_jaxws_style_application(host_server, series, tmp_path):
     check_inputs_arrived_intact(run, series)
 
 
+@pytest.mark.parametrize("protocol", ["file:", "http:"])
+def test_output_locations_with_file_semantics(host_server, series, tmp_path, protocol):
+    """XIP's RECIST writes the location itself: with --output-semantics file each location names one file."""
+    run = run_job(tmp_path / "out", "--app", f"{MISBEHAVING_APP} --output-protocols {protocol}",
+                  "--output-semantics", "file", "--input", str(series), server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    (location,) = AdminClient(host_server.url).instance(run.manifest["instance"]["id"])["outputLocations"]
+    assert location["semantics"] == "file" and not location["uri"].endswith("/")
+    check_inputs_arrived_intact(run, series)
+
+
 def test_inputs_in_several_notifications(host_server, series, tmp_path):
     run = run_job(tmp_path / "out", "--app", MISBEHAVING_APP, "--input", str(series), "--batch-size", "2",
                   server=host_server.url)

@@ -80,6 +80,9 @@ def add_parser(sub) -> None:
     p.add_argument("--admin-token", metavar="TOKEN", help="bearer token of the server's admin API, when it requires one")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="data dir of the server started for this run "
                    "(default: a temporary one, removed at the end)")
+    p.add_argument("--output-semantics", choices=["directory", "file"],
+                   help="what the application's output locations are: a folder (the server's default) or one "
+                   "file (for applications such as XIP's RECIST that write the location itself)")
     p.add_argument("--json", action="store_true", help="write the run's events to stdout as JSON lines")
     timeouts = p.add_argument_group("timeouts (seconds)")
     timeouts.add_argument("--startup-timeout", type=_seconds, metavar="S", default=defaults.startup_timeout,
@@ -103,7 +106,7 @@ def run(args) -> int:
         app=args.app, inputs=args.input, output=args.output, app_args=args.app_args, server=args.server,
         admin_token=args.admin_token, data_dir=args.data_dir, task_per=args.task_per, batch_size=args.batch_size,
         startup_timeout=args.startup_timeout, state_timeout=args.state_timeout, task_timeout=args.task_timeout,
-        call_timeout=args.call_timeout, exit_grace=args.exit_grace,
+        call_timeout=args.call_timeout, exit_grace=args.exit_grace, output_semantics=args.output_semantics,
     )
     reporter = Reporter(json_stream=sys.stdout if args.json else None,
                         terminal=sys.stderr if sys.stderr.isatty() else None)

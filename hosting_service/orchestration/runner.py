@@ -111,6 +111,8 @@ class RunOptions:
     task_timeout: float = 3600.0
     call_timeout: float = 30.0
     exit_grace: float = 5.0
+    output_semantics: Optional[str] = None
+    """``directory`` or ``file`` for this application's output locations; ``None``: the server's default."""
 
 
 class Runner:
@@ -185,8 +187,10 @@ class Runner:
 
     def _job(self, server_url: str) -> Outcome:
         o = self.options
-        instance = self._server_call(lambda: self._admin.create_instance(
-            options={"label": "dicom-host run", "app_command": o.app}))
+        options = {"label": "dicom-host run", "app_command": o.app}
+        if o.output_semantics:
+            options["output_semantics"] = o.output_semantics
+        instance = self._server_call(lambda: self._admin.create_instance(options=options))
         self._instance_id = instance["id"]
         self.manifest = Manifest(
             started_at=self._started_at,
