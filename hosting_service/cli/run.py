@@ -121,7 +121,7 @@ def run(args) -> int:
         reporter.close()
     if outcome.result is Result.COMPLETED:
         if not args.json:
-            print(f"dicom-host run: {outcome.reason}")
+            print(f"dicom-host run: {outcome.result.value}: {outcome.reason}")
     else:
         print(f"dicom-host run: {outcome.result.value}: {outcome.reason}", file=sys.stderr)
     # Everything is finished: the application reaped, the instance ended, the manifest written. Leave

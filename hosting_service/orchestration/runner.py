@@ -226,7 +226,7 @@ class Runner:
 
     def _completion_summary(self) -> str:
         count = len(self.manifest.outputs)
-        return f"completed: {count} object{'s' if count != 1 else ''} in {self.options.output}"
+        return f"{count} object{'s' if count != 1 else ''} in {self.options.output}"
 
     def _finish(self, outcome: Outcome, app_log: Optional[AppLog]) -> None:
         """Bring the application down, end the instance and write the manifest, whatever happened."""
