@@ -4,7 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 RUN useradd --create-home --uid 10001 dicomhost
 WORKDIR /opt/dicom-host
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY wsdl ./wsdl
 COPY hosting_service ./hosting_service
 COPY client ./client
