@@ -139,7 +139,8 @@ def test_a_body_without_content_length_is_refused_where_the_server_cannot_delimi
         (b"", ["body is empty"]),
         (b"   \n", ["body is empty"]),
         ('<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-16"), ["DOCTYPE"]),
-        ('<?xml version="1.0" encoding="UTF-32"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-32"), ["DOCTYPE"]),
+        ('<?xml version="1.0" encoding="UTF-32"?><!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'.encode("utf-32"),
+         ["UTF-8 or UTF-16"]),
         (b"<?xml version='1.0'?><!-- hi --><?pi x?>\n<!DOCTYPE x><x/>", ["DOCTYPE"]),
     ],
     ids=["garbage", "truncated", "empty", "blank", "utf16-doctype", "utf32-doctype", "doctype-after-comments"],
@@ -195,3 +196,30 @@ def _wait_until_up(url: str, server: subprocess.Popen) -> None:
         except requests.ConnectionError:
             time.sleep(0.1)
     raise AssertionError("gunicorn did not start")
+
+
+def test_utf32_and_ebcdic_cannot_smuggle_a_doctype_past_the_scan(router, ops, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT")
+    doc = (f'<?xml version="1.0" encoding="UTF-32"?><!DOCTYPE e [<!ENTITY % p SYSTEM "file://{secret}"> %p;]>'
+           f'<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body/></s:Envelope>')
+    for body in (doc.encode("utf-32"), doc.encode("utf-32-le"), doc.replace("UTF-32", "cp037").encode("cp037")):
+        code, text = fault(post(router.url("host"), body))
+        assert code.endswith("Client") and "UTF-8 or UTF-16" in text and "SECRET" not in text
+
+
+def test_external_references_resolve_to_nothing_even_past_the_scan(tmp_path):
+    """The parser itself never reads a file, whatever reaches it (defence behind the DOCTYPE scan)."""
+    from lxml import etree
+
+    from hosting_service.wire.safety import _parser
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text('<!ENTITY leak "TOP-SECRET-CONTENT">')
+    doc = f'<!DOCTYPE e [<!ENTITY % p SYSTEM "file://{secret}"> %p;]><e>&leak;</e>'.encode()
+    try:
+        root = etree.fromstring(doc, _parser())
+    except etree.XMLSyntaxError as exc:
+        assert "SECRET" not in str(exc)
+    else:
+        assert "SECRET" not in etree.tostring(root).decode()

@@ -4,7 +4,8 @@ The body is read with a size limit (also when it arrives chunked, without ``Cont
 by an lxml parser that never loads a DTD, never expands an entity and never touches the network. A
 document with a DOCTYPE is refused outright (SOAP 1.1 §3: "A SOAP message MUST NOT contain a Document
 Type Declaration"), which also disposes of XXE and entity-expansion bombs, and so is one nested deeper than
-the configured limit. Every refusal is a :class:`~hosting_service.errors.ClientError` whose message says
+the configured limit. Should a DOCTYPE get past the scan anyway, every external reference resolves to
+nothing (libxml2's ``no_network`` does not stop ``file:`` URLs) and the parsed document is refused. Every refusal is a :class:`~hosting_service.errors.ClientError` whose message says
 what was wrong.
 """
 from __future__ import annotations
@@ -56,6 +57,14 @@ def _read(stream, length: int | None, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+class _NothingExternal(etree.Resolver):
+    """Every external reference (DTD, external or parameter entity, whatever its URL scheme) resolves to
+    nothing: libxml2's own ``no_network`` does not cover ``file:`` URLs."""
+
+    def resolve(self, url, pubid, context):
+        return self.resolve_string("", context)
+
+
 def _parser() -> etree.XMLParser:
     """One parser per thread (lxml parsers must not be shared between threads)."""
     parser = getattr(_local, "parser", None)
@@ -71,6 +80,7 @@ def _parser() -> etree.XMLParser:
             remove_pis=True,
             collect_ids=False,
         )
+        parser.resolvers.add(_NothingExternal())
     return parser
 
 
@@ -114,8 +124,16 @@ def _prolog_has_doctype(body: bytes) -> bool:
             return text.startswith(b"<!DOCTYPE", i)
 
 
+_UNSUPPORTED_SIGNATURES = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff", b"<\x00\x00\x00", b"\x00\x00\x00<",
+                           b"\x4c\x6f\xa7\x94")
+"""UTF-32 (with and without BOM) and EBCDIC: encodings whose prolog the DOCTYPE scan cannot read."""
+
+
 def _as_ascii_compatible(body: bytes) -> bytes:
-    """UTF-16 bodies (with or without BOM) re-encoded as UTF-8; others are ASCII-compatible in the prolog."""
+    """The body with an ASCII-compatible prolog: UTF-16 (with or without BOM) re-encoded as UTF-8, others as
+    they are. UTF-32 and EBCDIC are refused: SOAP peers send UTF-8 or UTF-16 (WS-I Basic Profile R1012)."""
+    if body.startswith(_UNSUPPORTED_SIGNATURES):
+        raise ClientError("the request must be encoded in UTF-8 or UTF-16 (WS-I Basic Profile R1012)")
     for signature, codec in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"), (b"<\x00", "utf-16-le"), (b"\x00<", "utf-16-be")):
         if body.startswith(signature):
             return body.decode(codec, errors="replace").encode("utf-8")
