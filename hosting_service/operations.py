@@ -112,13 +112,18 @@ class HostOperations:
             self._refused(exc)
             return None
 
-    def NotifyStateChanged(self, state: State) -> None:
+    def NotifyStateChanged(self, state: Optional[State] = None) -> None:
+        if state is None:
+            raise ClientError("NotifyStateChanged: the state element is missing or nil; it must be one of "
+                              + ", ".join(s.value for s in State))
         result = self.store.record_notification(self.instance.id, state)
         level = logging.INFO if result.legal else logging.WARNING
         log.log(level, "instance %s: application reported %s (was %s)%s", self.instance.id, state,
                 result.previous or "NOT_STARTED", "" if result.legal else " - not a Table 7.2-2 transition")
 
-    def NotifyStatus(self, status: Status) -> None:
+    def NotifyStatus(self, status: Optional[Status] = None) -> None:
+        if status is None:
+            raise ClientError("NotifyStatus: the status element is missing or nil")
         self.store.record_status(self.instance.id, status)
         log.info("instance %s: status %s %s %s", self.instance.id, status.StatusType, status.CodeValue,
                  status.CodeMeaning or "")

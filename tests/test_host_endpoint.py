@@ -285,3 +285,29 @@ def test_requests_that_are_not_http_get_a_plain_4xx(host_server, raw):
     head, _, body = answer.partition(b"\r\n\r\n")
     assert re.match(rb"HTTP/1.1 4\d\d ", head) and b"Content-Type: text/plain" in head
     assert b"<html" not in body.lower() and body.strip()
+
+
+@pytest.mark.parametrize("operation, body", [("NotifyStateChanged", "<NotifyStateChanged/>"),
+                                             ("NotifyStateChanged", '<NotifyStateChanged><state xmlns:i='
+                                              '"http://www.w3.org/2001/XMLSchema-instance" i:nil="true"/>'
+                                              "</NotifyStateChanged>"),
+                                             ("NotifyStatus", "<NotifyStatus/>")])
+def test_a_missing_state_or_status_is_the_callers_mistake(host_server, instance, operation, body):
+    code, text = fault_of(call(instance["hostURL"], operation, body))
+    assert code.endswith("Client") and "missing or nil" in text
+    events, _ = host_server.admin.events(instance["id"], kinds=["state", "status"])
+    assert events == []  # nothing recorded
+
+
+
+def test_admin_api_answers_unknown_and_ended_instances_with_4xx(host_server):
+    import hosting_service.admin.client as admin_client
+
+    with pytest.raises(admin_client.AdminError) as unknown:
+        host_server.admin.instance("0" * 32)
+    assert unknown.value.status == 404
+    inst = host_server.create_instance()
+    host_server.admin.end(inst["id"], "test")
+    with pytest.raises(admin_client.AdminError) as ended:
+        host_server.admin.offer_inputs(inst["id"], ["/nonexistent"])
+    assert ended.value.status == 409

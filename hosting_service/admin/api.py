@@ -22,7 +22,7 @@ from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
 from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
-from hosting_service.store import Instance, InstanceEnded, SQLiteStore, UnknownInstance
+from hosting_service.store import Instance, InstanceEnded, SQLiteStore
 
 log = logging.getLogger("dicom_host.admin")
 
@@ -89,12 +89,8 @@ class AdminApi:
             status, body = self._dispatch(environ)
         except _Reply as reply:
             status, body = reply.status, reply.body
-        except ClientError as exc:
+        except ClientError as exc:  # UnknownInstance (404) and InstanceEnded (409) among them
             status, body = exc.http_status, {"error": str(exc)}
-        except UnknownInstance as exc:
-            status, body = 404, {"error": str(exc)}
-        except InstanceEnded as exc:
-            status, body = 409, {"error": str(exc)}
         except Exception:  # the host's fault: log it, tell the client nothing internal
             log.exception("admin API: internal error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             status, body = 500, {"error": "internal error; see the server log"}

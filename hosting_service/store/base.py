@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Protocol
 
+from hosting_service.errors import ClientError
 from hosting_service.model import AvailableData, ObjectDescriptor, Status
 from hosting_service.states import State
 
@@ -19,12 +20,16 @@ class StoreError(Exception):
     """Base class of the store's errors."""
 
 
-class UnknownInstance(StoreError):
-    """No live instance has that id or token."""
+class UnknownInstance(StoreError, ClientError):
+    """No live instance has that id or token (the caller's mistake: a SOAP Client fault, HTTP 404)."""
+
+    http_status = 404
 
 
-class InstanceEnded(StoreError):
-    """The instance exists but has ended; it accepts nothing any more."""
+class InstanceEnded(StoreError, ClientError):
+    """The instance exists but has ended; it accepts nothing any more (a Client fault, HTTP 409)."""
+
+    http_status = 409
 
 
 @dataclass
