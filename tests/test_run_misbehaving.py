@@ -228,3 +228,26 @@ def test_second_interrupt_aborts_at_once(host_server, series, tmp_path):
     assert job.returncode == EXIT_CANCELED
     assert time.monotonic() - started < 5
     assert process_gone(pid)
+
+
+def test_a_defect_of_the_runner_still_brings_the_application_down(host_server, series, tmp_path, monkeypatch):
+    """Whatever goes wrong inside dicom-host itself, the application is not left running, the instance is
+    ended and the manifest written (fault injected into the task driver, in this process)."""
+    from hosting_service.orchestration.progress import Reporter
+    from hosting_service.orchestration.runner import Result, Runner, RunOptions
+
+    def broken_task(self, task, *, last, of):
+        raise RuntimeError("injected defect")
+
+    monkeypatch.setattr(Runner, "_task", broken_task)
+    options = RunOptions(app=MISBEHAVING_APP, inputs=[series], output=tmp_path / "out", server=host_server.url,
+                         state_timeout=5, exit_grace=2)
+    runner = Runner(options, Reporter())
+    outcome = runner.run()
+    assert outcome.result is Result.INTERNAL and "injected defect" in outcome.reason
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert process_gone(manifest["app"]["pid"])
+    instance = AdminClient(host_server.url).instance(manifest["instance"]["id"])
+    assert instance["endedAt"] is not None
+    events, _ = AdminClient(host_server.url).events(instance["id"], kinds=["internal"])
+    assert "RuntimeError: injected defect" in events[0]["data"]["traceback"]

@@ -9,7 +9,7 @@ a free loopback port for the length of the run.
 
 Ctrl-C cancels the task (SetState(CANCELED), then IDLE, then EXIT); a second Ctrl-C aborts the application
 at once. Exit status: 0 completed, 2 bad usage, 3 server unreachable or refusing, 4 the application failed
-(crash, FATALERROR, refusal, protocol error), 5 a timeout, 6 canceled.
+(crash, FATALERROR, refusal, protocol error), 5 a timeout, 6 canceled, 70 an internal error of dicom-host.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from hosting_service.orchestration.tasks import TASK_SCOPES
 EXIT_APP_FAILED = 4
 EXIT_TIMEOUT = 5
 EXIT_CANCELED = 6
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a defect of dicom-host itself
 
 
 def exit_code(result: Result) -> int:
@@ -39,6 +40,7 @@ def exit_code(result: Result) -> int:
         Result.APP_FAILED: EXIT_APP_FAILED,
         Result.TIMEOUT: EXIT_TIMEOUT,
         Result.CANCELED: EXIT_CANCELED,
+        Result.INTERNAL: EXIT_INTERNAL,
     }[result]
 
 

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import threading
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
@@ -69,6 +70,7 @@ class Result(str, Enum):
     TIMEOUT = "timeout"
     SERVER = "server"
     USAGE = "usage"
+    INTERNAL = "internal-error"
 
 
 @dataclass
@@ -221,6 +223,10 @@ class Runner:
         except KeyboardInterrupt:
             outcome = Outcome(Result.CANCELED, "interrupted twice: the application was aborted")
             self._hard_abort_on_interrupt()
+        except Exception as exc:  # a defect of dicom-host itself: still bring the application down
+            with contextlib.suppress(AdminError):  # the details go to the instance history, not the terminal
+                self._admin.add_event(self._instance_id, "internal", {"traceback": traceback.format_exc()})
+            outcome = Outcome(Result.INTERNAL, f"internal error in dicom-host ({type(exc).__name__}: {exc})")
         self._finish(outcome, app_log)
         return outcome
 
