@@ -311,3 +311,14 @@ def test_admin_api_answers_unknown_and_ended_instances_with_4xx(host_server):
     with pytest.raises(admin_client.AdminError) as ended:
         host_server.admin.offer_inputs(inst["id"], ["/nonexistent"])
     assert ended.value.status == 409
+
+
+def test_admin_api_refuses_what_a_web_page_could_send_and_nonsense_waits(host_server, instance):
+    base = f"{host_server.url}/admin/instances/{instance['id']}"
+    r = requests.post(base + "/requested-state", data='{"state": "EXIT"}', headers={"Content-Type": "text/plain"},
+                      timeout=5)
+    assert r.status_code == 415 and "application/json" in r.json()["error"]
+    assert host_server.admin.instance(instance["id"])["requestedState"] is None  # nothing changed
+    for wait in ("nan", "inf", "-1", "soon"):
+        r = requests.get(base + "/events", params={"wait": wait}, timeout=5)
+        assert r.status_code == 400 and "wait" in r.json()["error"]

@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import re
 import secrets
 import socket
@@ -139,6 +140,10 @@ class AdminApi:
 
     @staticmethod
     def _json(environ) -> dict:
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            # also what keeps a web page from posting here: browsers send JSON only after a CORS preflight
+            raise _Reply(415, {"error": "admin requests carry a JSON body: Content-Type: application/json"})
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -206,12 +211,15 @@ class AdminApi:
         self.store.get_instance(instance_id)
         try:
             after = int(query.get("after", 0))
-            wait = min(float(query.get("wait", 0)), MAX_WAIT_SECONDS)
+            wait = float(query.get("wait", 0))
+            if not math.isfinite(wait) or wait < 0:
+                raise ValueError
         except ValueError:
-            raise ClientError("after must be an integer and wait a number of seconds") from None
+            raise ClientError(f"after must be an integer and wait a number of seconds (up to {MAX_WAIT_SECONDS:g})") from None
+        wait = min(wait, MAX_WAIT_SECONDS)
         kinds = [k for k in query.get("kinds", "").split(",") if k] or None
         started = time.monotonic()
-        deadline = started + max(wait, 0.0)
+        deadline = started + wait
         while True:
             events = self.store.events(instance_id, after=after, kinds=kinds)
             now = time.monotonic()
