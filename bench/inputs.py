@@ -114,7 +114,7 @@ def get_data_through_the_service(folders: list[Path], data_dir: Path) -> tuple[f
     from hosting_service.states import State
 
     with EmbeddedServer(data_dir=data_dir) as server:
-        admin = AdminClient(server.url, timeout=600)
+        admin = AdminClient(server.url, token=server.admin_token, timeout=600)
         instance = admin.create_instance()
         offered = admin.offer_inputs(instance["id"], [str(f) for f in folders])["availableData"]
         uuids = [d.DescriptorUuid for d, *_ in iter_descriptors(offered)]

@@ -46,9 +46,11 @@ def timed(argv: list[str]) -> float:
     return elapsed
 
 
-def hosted_run(inputs: Path, output: Path, server: str | None) -> tuple[float, dict]:
+def hosted_run(inputs: Path, output: Path, server: EmbeddedServer | None) -> tuple[float, dict]:
     argv = [*DICOM_HOST, "--app", APP, "--input", str(inputs), "--output", str(output)]
-    seconds = timed(argv + (["--server", server] if server else []))
+    if server is not None:
+        argv += ["--server", server.url, "--admin-token", server.admin_token]
+    seconds = timed(argv)
     return seconds, json.loads((output / "manifest.json").read_text())
 
 
@@ -71,10 +73,10 @@ def main() -> int:
         cold: list[float] = []
         manifests: list[dict] = []
         with EmbeddedServer(data_dir=work / "server") as server:
-            hosted_run(inputs, work / "warm-up", server.url)  # the server's workers import pydicom once
+            hosted_run(inputs, work / "warm-up", server)  # the server's workers import pydicom once
             timed([sys.executable, str(HERE / "trivial_app.py"), "--standalone", str(inputs), str(work / "w.json")])
             for n in range(args.rounds):
-                seconds, manifest = hosted_run(inputs, work / f"hosted-{n}", server.url)
+                seconds, manifest = hosted_run(inputs, work / f"hosted-{n}", server)
                 hosted.append(seconds)
                 manifests.append(manifest)
                 standalone.append(timed([sys.executable, str(HERE / "trivial_app.py"), "--standalone", str(inputs),

@@ -111,3 +111,15 @@ def test_ten_jobs_at_once_on_one_service(host_server, tmp_path):
         (entry,) = run.manifest["outputs"]
         fetched = sorted(line.split()[3] for line in (run.output / entry["file"]).read_text().splitlines())
         assert fetched == sorted(hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs[n].rglob("*.dcm"))
+
+
+def test_the_runs_own_server_answers_only_the_run(tmp_path):
+    """Hosted applications share its loopback interface: without the run's token its admin API refuses them."""
+    from hosting_service.admin.client import AdminClient, AdminError
+    from hosting_service.orchestration.server import EmbeddedServer
+
+    with EmbeddedServer(data_dir=tmp_path / "server") as server:
+        with pytest.raises(AdminError) as refused:
+            AdminClient(server.url).instances()
+        assert refused.value.status == 401
+        assert AdminClient(server.url, token=server.admin_token).instances() == []

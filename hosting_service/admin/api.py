@@ -13,7 +13,6 @@ import logging
 import math
 import re
 import secrets
-import socket
 import time
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
+from hosting_service.ports import free_loopback_port
 from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
 from hosting_service.store import Instance, InstanceEnded, SQLiteStore
@@ -45,13 +45,6 @@ _ROUTE = re.compile(r"^/admin/instances(?:/(?P<id>[0-9a-f]{32})(?:/(?P<sub>[a-z-
 def new_token() -> str:
     """An unguessable URL-safe token: 192 bits from the OS's CSPRNG."""
     return secrets.token_urlsafe(24)
-
-
-def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (for the application's endpoint)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _is_loopback(address: Optional[str]) -> bool:

@@ -130,6 +130,7 @@ class Runner:
         self._process: Optional[AppProcess] = None
         self._app = None
         self._http = None  # a requests session for http: outputs, made when the first one is read
+        self._embedded_token: Optional[str] = None
         self._winding_down = False
         self._announcements_taken = 0
         self._requests = 0
@@ -156,7 +157,8 @@ class Runner:
 
     def _admin_client(self, url: str) -> AdminClient:
         try:
-            return AdminClient(url, token=self.options.admin_token, timeout=self.options.call_timeout)
+            return AdminClient(url, token=self.options.admin_token or self._embedded_token,
+                               timeout=self.options.call_timeout)
         except ValueError as exc:
             raise JobFailure(Result.USAGE, str(exc)) from None
 
@@ -185,6 +187,7 @@ class Runner:
             stack.enter_context(server)
         except (ServerStartError, OSError) as exc:
             raise JobFailure(Result.SERVER, str(exc)) from None
+        self._embedded_token = server.admin_token
         return server.url
 
     def _job(self, server_url: str) -> Outcome:

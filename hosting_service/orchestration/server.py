@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Optional
+
+from hosting_service.ports import free_loopback_port
 
 
 _HEALTH_POLL_SECONDS = 0.02
@@ -28,12 +30,6 @@ class ServerStartError(Exception):
     """The embedded server did not come up; the message holds the end of its log."""
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class EmbeddedServer:
     """``with EmbeddedServer(...) as server: server.url``: started on entry, stopped on exit."""
 
@@ -44,6 +40,9 @@ class EmbeddedServer:
         self.log_level = log_level
         self.data_dir: Optional[Path] = None
         self.port = 0
+        self.admin_token = secrets.token_urlsafe(24)
+        """The admin API of this server answers only the run that started it, not the applications that
+        share its loopback interface."""
         self._process: Optional[subprocess.Popen] = None
 
     @property
@@ -71,7 +70,7 @@ class EmbeddedServer:
         deadline = time.monotonic() + self.startup_timeout
         try:
             for _ in range(_LAUNCH_ATTEMPTS):
-                self.port = _free_loopback_port()
+                self.port = free_loopback_port()
                 self._launch()
                 if self._await_health(deadline):
                     return
@@ -89,8 +88,9 @@ class EmbeddedServer:
                 "--bind", f"127.0.0.1:{self.port}", "--public-url", self.url,
                 "--data-dir", str(self.data_dir), "--workers", "1", "--log-level", self.log_level]
         with open(self.log_path, "ab") as log:
+            env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token}  # not in argv, where ps shows it
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
+                                             env=env, start_new_session=True)
 
     def _await_health(self, deadline: float) -> bool:
         """True once ``/healthz`` answers; False if the process ended or the deadline passed."""
