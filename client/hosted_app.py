@@ -9,10 +9,14 @@ A subclass implements :meth:`HostedApplication.process` (``inputs -> outputs``) 
   tolerantly and answered as strictly as the Host's) at the applicationURL's host, port and path, with
   ``?wsdl`` and the imported XSDs beside it, on a threaded server so the application answers while it
   is itself calling the host.
-* **State machine** (§7.2, Table 7.2-2 from :mod:`hosting_service.states`): ``SetState`` answers TRUE for
-  the current state (and ignores it), FALSE for a change the table does not let the host request, TRUE
-  otherwise; the change itself runs on one state-machine thread, so the handler returns at once and
-  changes happen in order. A change that an earlier one made illegal by the time it runs is dropped.
+* **State machine** (§7.2, Table 7.2-2 from :mod:`hosting_service.states`): changes run on one
+  state-machine thread, so ``SetState`` returns at once and leaves its change *pending* for that thread.
+  The latest request wins (§8.1.2): a request is judged from the current state, abandoning any pending
+  change; it answers TRUE for the current state (ignored; a pending change is dropped), FALSE for a
+  change the table does not let the host request (a pending change stays), and TRUE otherwise (it
+  becomes the pending change). Once the thread has begun a change it can no longer be abandoned, and
+  requests are judged from that change's target. A pending change that the application's own move
+  (COMPLETED, a failure) made illegal by the time it runs is dropped.
   Every transition is notified with NotifyStateChanged; the first is IDLE, once the endpoint is up.
 * **A task** (§6.3, Fig. 8.3-1): at INPROGRESS the application waits for the host's NotifyDataAvailable
   calls up to ``lastData`` TRUE, fetches every announced object with GetData (transfer syntaxes in the
@@ -239,6 +243,10 @@ class HostedApplication:
         self.host = self.connect_host()
         self._lock = threading.Lock()
         self._state = State.IDLE
+        self._pending: Optional[State] = None
+        """The latest SetState target the state-machine thread has not begun (a later request may abandon it)."""
+        self._changing: Optional[State] = None
+        """The target of the requested change the state-machine thread has begun but not entered yet."""
         self._task: Optional[_Task] = None
         self._commands: "queue.Queue[Callable[[], None]]" = queue.Queue()
         self._exited = threading.Event()
@@ -276,16 +284,20 @@ class HostedApplication:
         return self._state
 
     def SetState(self, state: Optional[State] = None) -> bool:
+        """§8.1.2, the latest request wins: judged from the current state (or the change begun), as if the
+        pending change were abandoned, which it is unless the answer is FALSE. See the module docstring."""
         if state is None:
             raise ClientError("SetState: no state given")
         with self._lock:
-            current = self._state
-            if state == current:
-                return True  # §8.1.2: a request for the current state is ignored and answered TRUE
-            if state not in host_may_request(current):
+            current = self._state if self._changing is None else self._changing
+            if state != current and state not in host_may_request(current):
                 log.info("SetState(%s) refused: Table 7.2-2 has no host-requested %s -> %s", state, current, state)
                 return False
-        self._commands.put(functools.partial(self._carry_out, state))
+            abandoned, self._pending = self._pending, (None if state == current else state)
+        if abandoned not in (None, state):
+            log.info("SetState(%s): the pending %s is abandoned (§8.1.2: the latest request wins)", state, abandoned)
+        if state != current:  # else ignored (§8.1.2: a request for the current state is answered TRUE)
+            self._commands.put(self._carry_out)
         return True
 
     def BringToFront(self, location: Optional[Rectangle] = None) -> bool:
@@ -367,7 +379,7 @@ class HostedApplication:
         """Take ``state`` and notify the host; EXIT also ends :meth:`run`. The kit calls this for every
         transition; a subclass may call it (from :meth:`entered`) to move by itself."""
         with self._lock:
-            previous, self._state = self._state, state
+            previous, self._state, self._changing = self._state, state, None
         log.info("%s -> %s", previous, state)
         try:
             self.host.notify_state_changed(state)
@@ -377,13 +389,25 @@ class HostedApplication:
             self._exited.set()
         self.entered(state)
 
-    def _carry_out(self, target: State) -> None:
-        current = self._state
-        if target == current:
-            return
-        if target not in host_may_request(current):
-            log.info("SetState(%s) dropped: a later change made it illegal from %s", target, current)
-            return
+    def _carry_out(self) -> None:
+        """Begin the pending change, if any: SetState queues this once per accepted change, and a later
+        request may have replaced the change (then the first call carries out the latest) or abandoned it."""
+        with self._lock:
+            target, self._pending = self._pending, None
+            current = self._state
+            if target is None:
+                return
+            if target not in host_may_request(current):
+                log.info("SetState(%s) dropped: the application has moved to %s by itself since", target, current)
+                return
+            self._changing = target  # no longer abandonable; enter() clears it
+        try:
+            self._change(current, target)
+        finally:
+            with self._lock:
+                self._changing = None  # in case the change failed before entering its state
+
+    def _change(self, current: State, target: State) -> None:
         if target == State.INPROGRESS:
             self._start() if current == State.IDLE else self._resume()
         elif target == State.SUSPENDED:

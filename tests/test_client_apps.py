@@ -85,18 +85,19 @@ class LaunchedApp:
 
 @pytest.fixture
 def launch(host_server, tmp_path):
-    """``launch(module, *args)``: start ``python -m client.examples.<module>`` for a new instance and wait
-    for its first IDLE (unless ``wait_idle=False``)."""
+    """``launch(module, *args)``: start ``python -m client.examples.<module>`` (or the script at ``module``
+    if it is a Path) for a new instance and wait for its first IDLE (unless ``wait_idle=False``)."""
     launched: list[LaunchedApp] = []
 
-    def start(module: str = "misbehaving_app", *args: str, wait_idle: bool = True, timeout: float = 10.0) -> LaunchedApp:
+    def start(module: "str | Path" = "misbehaving_app", *args: str, wait_idle: bool = True,
+              timeout: float = 10.0) -> LaunchedApp:
         url = f"http://127.0.0.1:{free_port()}/app{len(launched)}/{APP_PATH}"
         instance = host_server.admin.create_instance(application_url=url)
         log_path = tmp_path / f"app{len(launched)}.log"
+        program = [str(module)] if isinstance(module, Path) else ["-m", f"client.examples.{module}"]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", f"client.examples.{module}", "--hostURL", instance["hostURL"],
-                 "--applicationURL", url, *args],
+                [sys.executable, *program, "--hostURL", instance["hostURL"], "--applicationURL", url, *args],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True,
             )
         app = LaunchedApp(process, instance, host_server.admin, log_path, ApplicationClient(url, timeout=timeout))
@@ -185,6 +186,81 @@ def test_set_state_answers_follow_table_7_2_2(launch, ct_series):
     assert checked == every_pair
     assert walk.reported == ["IDLE", "INPROGRESS", "SUSPENDED", "INPROGRESS", "COMPLETED", "IDLE", "EXIT"]
     assert cancel.reported == ["IDLE", "INPROGRESS", "CANCELED", "IDLE"]
+
+
+# --- §8.1.2: the latest request wins --------------------------------------------------------------------
+
+HELD_APP = '''
+import sys, threading, time
+from pathlib import Path
+from client.examples.misbehaving_app import MisbehavingApp
+from hosting_service.states import State
+
+class HeldApp(MisbehavingApp):
+    """Its state-machine thread holds after entering --hold-at until the --release file exists, as it does
+    while blocked in a call to the host: the host's SetState requests meanwhile wait for that thread."""
+
+    @classmethod
+    def add_arguments(cls, parser):
+        super().add_arguments(parser)
+        parser.add_argument("--hold-at", type=State, required=True)
+        parser.add_argument("--release", type=Path, required=True)
+
+    def entered(self, state):
+        super().entered(state)
+        deadline = time.monotonic() + 30
+        if state == self.options.hold_at and threading.current_thread().name == "state-machine":
+            while not self.options.release.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+sys.exit(HeldApp.main())
+'''
+
+
+def launch_held(launch, tmp_path: Path, held_at: State) -> tuple[LaunchedApp, Path]:
+    """An application whose state-machine thread holds once it has notified ``held_at`` (IDLE: the IDLE
+    after a canceled task), and the file that releases it."""
+    script, release = tmp_path / "held_app.py", tmp_path / "release"
+    script.write_text(HELD_APP)
+    app = launch(script, "--hold-at", held_at.value, "--release", str(release))
+    app.move(State.INPROGRESS)
+    if held_at == State.IDLE:
+        app.move(State.CANCELED)
+        app.wait_reported(State.IDLE)
+    return app, release
+
+
+@pytest.mark.parametrize("held_at, requests, after", [
+    (State.IDLE, [State.INPROGRESS, State.EXIT], [State.EXIT]),
+    (State.INPROGRESS, [State.SUSPENDED, State.CANCELED], [State.CANCELED, State.IDLE]),
+    (State.INPROGRESS, [State.CANCELED, State.SUSPENDED], [State.SUSPENDED]),
+])
+def test_latest_set_state_wins_over_one_not_carried_out_yet(launch, tmp_path, held_at, requests, after):
+    """Two requests, each legal from the current state, before the first is carried out: both TRUE, and
+    the application abandons the first and carries out the latest (not the first, dropping the latest)."""
+    app, release = launch_held(launch, tmp_path, held_at)
+    before = len(app.reported)
+    for state in requests:
+        assert app.client.set_state(state) is True, state
+    release.touch()
+    app.wait_reported(after[-1])
+    assert app.reported[before:] == [s.value for s in after]
+    assert app.admin.instance(app.id)["state"] == after[-1].value
+    if after[-1] == State.EXIT:
+        assert app.wait_exit() == 0
+    else:
+        assert app.client.get_state() is after[-1]
+
+
+def test_request_for_the_current_state_abandons_the_pending_change(launch, tmp_path):
+    app, release = launch_held(launch, tmp_path, State.INPROGRESS)
+    assert app.client.set_state(State.SUSPENDED) is True
+    assert app.client.set_state(State.EXIT) is False, "illegal from INPROGRESS; SUSPENDED stays pending"
+    assert app.client.set_state(State.INPROGRESS) is True, "the current state: SUSPENDED is abandoned"
+    assert app.client.notify_data_available(AvailableData(), True) is True
+    release.touch()
+    app.wait_reported(State.COMPLETED)  # SUSPENDED would hold the task
+    assert app.reported == ["IDLE", "INPROGRESS", "COMPLETED"]
 
 
 # --- one task, seen from the Host ----------------------------------------------------------------------
