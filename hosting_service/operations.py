@@ -93,7 +93,7 @@ class HostOperations:
 
     @property
     def _cache_dir(self) -> Path:
-        return (self.settings.instances_dir / self.instance.id / "delivery-cache").absolute()
+        return self.outputs.area(self.instance.id).delivery_cache.absolute()
 
     # --- Host interface (PS3.19 §8.2) -----------------------------------------------------------------
 

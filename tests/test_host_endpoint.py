@@ -322,3 +322,21 @@ def test_admin_api_refuses_what_a_web_page_could_send_and_nonsense_waits(host_se
     for wait in ("nan", "inf", "-1", "soon"):
         r = requests.get(base + "/events", params={"wait": wait}, timeout=5)
         assert r.status_code == 400 and "wait" in r.json()["error"]
+
+
+def test_ending_an_instance_drops_its_delivery_cache_and_keeps_its_results(host_server, tmp_path):
+    from hosting_service.dicom.samples import write_sample_series
+
+    write_sample_series(tmp_path / "in", slices=1, size=16)
+    inst = host_server.create_instance()
+    offered = host_server.admin.offer_inputs(inst["id"], [str(tmp_path / "in")])["availableData"]
+    source = offered.Patients[0].Studies[0].Series[0].ObjectDescriptors[0].DescriptorUuid
+    drive(inst["hostURL"], "IDLE", "INPROGRESS")
+    r = call(inst["hostURL"], "GetData", f"<GetData><objects><UUID><Uuid>{source}</Uuid></UUID></objects>"
+                                         "<acceptableTransferSyntaxes><UID><Uid>1.2.840.10008.1.2</Uid></UID>"
+                                         "</acceptableTransferSyntaxes></GetData>")  # a transcoded copy
+    assert r.status_code == 200
+    cache = host_server.data_dir / "instances" / inst["id"] / "delivery-cache"
+    assert any(cache.iterdir())
+    host_server.admin.end(inst["id"], "test")
+    assert not cache.exists()

@@ -220,12 +220,14 @@ def test_retention_delete_removes_the_data_when_the_instance_ends(tmp_path):
     (file_uri_path(uri) / "x").write_bytes(b"x")
     host.store.record_notification(inst.id, State.IDLE)
     assert host.location(uri)["files"][0]["state"] == "complete"  # IDLE: the host owns it, still kept
-    host.store.end_instance(inst.id, "done")
+    area = host.settings.instances_dir / inst.id
+    (area / "delivery-cache").mkdir()
+    host.store.end_instance(inst.id, "done")  # what the admin API's end does: the store, then the files
+    host.outputs.after_end(inst.id)
     described = host.location(uri)
     assert described["dataDeleted"] and described["path"] is None
     assert described["files"] == [{"name": "x", "size": 1, "sha256": sha(b"x"), "state": "deleted"}]
-    area = host.settings.instances_dir / inst.id
-    assert not any((area / d).exists() for d in ("outputs", "results", "uploads"))
+    assert not any((area / d).exists() for d in ("outputs", "results", "uploads", "delivery-cache"))
 
 
 def test_a_new_task_gets_new_locations_and_old_ones_stay_expired(host):

@@ -197,6 +197,7 @@ class AdminApi:
 
     def end(self, instance_id: str, reason: str) -> tuple[int, dict]:
         self.store.end_instance(instance_id, reason)
+        self.outputs.after_end(instance_id)
         log.info("instance %s ended: %s", instance_id, reason)
         return 200, self._describe(self.store.get_instance(instance_id), full=True)
 

@@ -39,6 +39,8 @@ class InstanceArea:
         self.outputs = root / "outputs"
         self.results = root / "results"
         self.uploads = root / "uploads"
+        self.delivery_cache = root / "delivery-cache"
+        """Transcoded or stripped copies of inputs that GetData handed out (see hosting_service.dicom.delivery)."""
 
     def live(self, location_id: str) -> Path:
         return self.outputs / location_id
@@ -81,6 +83,10 @@ class InstanceArea:
         """Remove every output, result and partial upload of the instance (retention ``delete``)."""
         for folder in (self.outputs, self.results, self.uploads):
             shutil.rmtree(folder, ignore_errors=True)
+
+    def drop_delivery_cache(self) -> None:
+        """Remove the copies made for GetData: once the instance has ended nobody can ask for them."""
+        shutil.rmtree(self.delivery_cache, ignore_errors=True)
 
     def new_part(self) -> tuple[BinaryIO, Path]:
         """A new temporary upload file, open for writing and locked by the caller.

@@ -215,9 +215,9 @@ class OutputLocations:
 
     # --- closing: expiry (store hook) and hand-back ---------------------------------------------------
 
-    def _expire(self, db: sqlite3.Connection, instance_id: str, reason: str, now: float,
-                ending: bool) -> list[str]:
-        """The store's expiry hook: close every active location of the instance (IDLE, EXIT, end)."""
+    def _expire(self, db: sqlite3.Connection, instance_id: str, reason: str, now: float) -> list[str]:
+        """The store's expiry hook: close every active location of the instance (IDLE, EXIT, end). Its file
+        work is a rename per location; deleting data at the end waits for :meth:`after_end`."""
         self._reap(db, instance_id, now)
         rows = db.execute("SELECT * FROM output_locations WHERE instance_id = ? AND state = ?",
                           (instance_id, ACTIVE)).fetchall()
@@ -227,11 +227,18 @@ class OutputLocations:
         if expired:
             self._store.write_event(db, instance_id, "expired",
                                     {"locations": [l.id for l in expired], "reason": reason}, now)
-        if ending and self._settings.output_retention == "delete":
-            self.area(instance_id).delete()
-            db.execute("UPDATE output_locations SET deleted_at = ? WHERE instance_id = ? AND deleted_at IS NULL",
-                       (now, instance_id))
         return [l.id for l in expired]
+
+    def after_end(self, instance_id: str) -> None:
+        """File work once an instance has ended (after the store's transaction, never under its lock): drop
+        its delivery cache and, with retention ``delete``, its outputs and results."""
+        area = self.area(instance_id)
+        area.drop_delivery_cache()
+        if self._settings.output_retention == "delete":
+            area.delete()
+            with self._store.transaction() as db:
+                db.execute("UPDATE output_locations SET deleted_at = ? WHERE instance_id = ? AND deleted_at IS NULL",
+                           (time.time(), instance_id))
 
     def hand_back(self, instance_id: str, uris: list[str]) -> list[str]:
         """The application returned ``uris`` (ObjectLocator URIs of its GetData): every active location of

@@ -125,9 +125,8 @@ class SQLiteStore:
         return self._connection()
 
     def add_expiry_hook(self, hook) -> None:
-        """Run ``hook(db, instance_id, reason, now, ending) -> list[str]`` inside the transaction that takes
-        an instance to IDLE or EXIT (``ending`` False) or ends it (``ending`` True); it returns the ids of the
-        output locations it expired.
+        """Run ``hook(db, instance_id, reason, now) -> list[str]`` inside the transaction that takes an
+        instance to IDLE or EXIT or ends it; it returns the ids of the output locations it expired.
         The output-location layer registers itself here so that expiry is atomic with the state."""
         self._expiry_hooks.append(hook)
 
@@ -194,8 +193,7 @@ class SQLiteStore:
             raise InstanceEnded(f"instance {instance_id} has ended ({row['end_reason']})")
         return row
 
-    def _release_and_expire(self, db, instance_id: str, reason: str, now: float,
-                            ending: bool = False) -> tuple[int, list[str]]:
+    def _release_and_expire(self, db, instance_id: str, reason: str, now: float) -> tuple[int, list[str]]:
         released = db.execute(
             "UPDATE locators SET released_at = ? WHERE instance_id = ? AND released_at IS NULL",
             (now, instance_id),
@@ -204,15 +202,14 @@ class SQLiteStore:
             self.write_event(db, instance_id, "released", {"count": released, "reason": reason}, now)
         expired: list[str] = []
         for hook in self._expiry_hooks:
-            expired.extend(hook(db, instance_id, reason, now, ending))
+            expired.extend(hook(db, instance_id, reason, now))
         return released, expired
 
     def end_instance(self, instance_id: str, reason: str) -> NotificationResult:
         now = time.time()
         with self._write() as db:
             row = self._live(db, instance_id)
-            released, expired = self._release_and_expire(db, instance_id, f"instance ended: {reason}", now,
-                                                        ending=True)
+            released, expired = self._release_and_expire(db, instance_id, f"instance ended: {reason}", now)
             db.execute("UPDATE instances SET ended_at = ?, end_reason = ? WHERE id = ?", (now, reason, instance_id))
             self.write_event(db, instance_id, "ended", {"reason": reason}, now)
         state = _state(row["reported_state"])
