@@ -23,6 +23,7 @@ from typing import Optional
 
 from hosting_service.admin.api import HOST_SERVICE_PATH, AdminApi
 from hosting_service.config import Settings
+from hosting_service.logs import configure_logging, redacted_path
 from hosting_service.operations import HostOperations
 from hosting_service.outputs.locations import OutputLocations
 from hosting_service.outputs.upload import UploadApp
@@ -57,7 +58,8 @@ class HostingApp:
         try:
             return self._route(environ, start_response)
         except Exception:  # every layer answers its own errors; this is the last line for the host's bugs
-            log.exception("internal error on %s %s", environ.get("REQUEST_METHOD"), _redacted(environ))
+            log.exception("internal error on %s %s", environ.get("REQUEST_METHOD"),
+                          redacted_path(environ.get("PATH_INFO", "")))
             exc_info = sys.exc_info()
 
             def restart(status, headers):
@@ -101,22 +103,6 @@ class HostingApp:
         environ["dicom_host.operations"] = HostOperations(self.store, self.settings, self.outputs, instance)
         environ["dicom_host.instance_id"] = instance.id
         return self.endpoint(environ, start_response)
-
-
-def _redacted(environ) -> str:
-    """The request path without its token: tokens are credentials and stay out of the logs."""
-    return re.sub(r"/[A-Za-z0-9_-]{22,64}(?=/)", "/<token>", environ.get("PATH_INFO", ""), count=1)
-
-
-def configure_logging() -> None:
-    """Operator-readable logs on stderr (gunicorn's error log), once per process."""
-    root = logging.getLogger("dicom_host")
-    if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(os.environ.get("DICOM_HOST_LOG_LEVEL", "INFO").upper())
-        root.propagate = False
 
 
 def create_app(settings: Optional[Settings] = None) -> HostingApp:

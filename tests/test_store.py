@@ -88,3 +88,13 @@ def test_several_processes_write_without_losing_anything(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert len(store.events(i.id, kinds=["log"])) == 800
+
+
+def test_log_lines_never_carry_tokens():
+    from hosting_service.logs import redacted_path
+
+    token = "Tk3myRAxkJAubAwlY1EqpZ1QZKC6rUSk"
+    assert redacted_path(f"/{token}/HostService-20100825") == "/<token>/HostService-20100825"
+    assert redacted_path(f"/outputs/{token}") == "/outputs/<token>"
+    assert redacted_path(f"/outputs/{token}/result.dcm") == "/outputs/<token>/result.dcm"
+    assert redacted_path("/admin/instances") == "/admin/instances"

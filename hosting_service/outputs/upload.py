@@ -35,6 +35,7 @@ from typing import Any, Iterable
 from wsgiref.util import FileWrapper
 
 from hosting_service.config import Settings
+from hosting_service.logs import redacted_path
 from hosting_service.errors import ClientError
 from hosting_service.outputs.body import BodyCopy, BrokenBody, body_source
 from hosting_service.outputs.locations import ACTIVE, NO_SUCH_LOCATION, Location, OutputLocations, Upload
@@ -89,7 +90,7 @@ class UploadApp:
             return _answer(start_response, exc.http_status, {"error": str(exc)})
         except Exception:  # the host's fault: the log gets the details, the peer a plain statement
             log.exception("output location: internal error on %s %s", environ.get("REQUEST_METHOD"),
-                          environ.get("PATH_INFO"))
+                          redacted_path(environ.get("PATH_INFO", "")))
             return _answer(start_response, 500, {"error": "internal error of the host; see its log"})
 
     def _route(self, environ, start_response):
