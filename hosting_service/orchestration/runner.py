@@ -366,30 +366,23 @@ class Runner:
         uuids = [d.DescriptorUuid for d, *_ in entries]
         locators = self._app_call(lambda: self._app.get_data(uuids, syntaxes, include_bulk_data=True))
         by_source = {(l.Source or "").lower(): l for l in locators}
-        unread = []
+        # Returning the URIs hands them back (PS3.19 §8.2.3): their locations close before anything is read,
+        # so what is read is what the host keeps, and the server says where those bytes are now.
+        try:
+            moved = self._admin.hand_back(self._instance_id, [l.URI for l in locators if l.URI]).get("paths", {})
+        except AdminError as exc:
+            raise JobFailure(Result.SERVER, f"the server did not take the output locations back: {exc}") from None
         for entry in entries:
             locator = by_source.get(entry[0].DescriptorUuid.lower())
             if locator is None:
                 continue
             if not locator.URI:
                 raise JobFailure(Result.APP_FAILED, f"GetData gave no URI for {entry[0].DescriptorUuid}")
-            try:
-                self._store_output(task, entry, locator, locator.URI)
-            except RetrievalError as exc:
-                unread.append((entry, locator, exc))
-        try:
-            moved = self._admin.hand_back(self._instance_id, [l.URI for l in locators if l.URI]).get("paths", {})
-        except AdminError as exc:  # bookkeeping of the output locations: the objects read are safe
-            self._notice(f"the server did not take the output locations back: {exc}")
-            moved = {}
-        for entry, locator, error in unread:
-            # an output location closes when the application goes IDLE (an XIP application does so by itself
-            # after COMPLETED): its files have moved, and the server says where to
             path = moved.get(locator.URI)
-            if path is None or not Path(path).is_file():
-                raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {error}")
+            if path is None:
+                self._notice(f"output read from outside this instance's output locations: {locator.URI}")
             try:
-                self._store_output(task, entry, locator, Path(path).as_uri())
+                self._store_output(task, entry, locator, Path(path).as_uri() if path else locator.URI)
             except RetrievalError as exc:
                 raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {exc}") from None
         locator_ids = [l.Locator for l in locators if l.Locator]
