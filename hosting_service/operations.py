@@ -140,7 +140,10 @@ class HostOperations:
                 f"NotifyDataAvailable: {len(missing)} ObjectDescriptor(s) have no DescriptorUuid; "
                 "the host could not ask for them with GetData"
             )
-        self.store.record_outputs(self.instance.id, data, bool(lastData))
+        try:
+            self.store.record_outputs(self.instance.id, data, bool(lastData))
+        except PreconditionViolation as exc:  # the application changed state since this request began
+            return self._refused(exc)
         return True
 
     # --- DataExchange, host as source (PS3.19 §8.3.2, §8.3.6) ----------------------------------------
@@ -175,7 +178,11 @@ class HostOperations:
             locators.append(locator)
             records.append(Locator(locator.Locator, self.instance.id, requested_uuid.lower(), locator.URI,
                                    str(path), now))
-        self.store.add_locators(records)
+        try:
+            self.store.add_locators(records)
+        except PreconditionViolation as exc:  # gone IDLE meanwhile: these locators would outlive the release
+            self._refused(exc)
+            return []
         return locators
 
     def ReleaseData(self, objects: Optional[list[str]] = None) -> None:

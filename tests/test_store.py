@@ -45,6 +45,8 @@ def test_inputs_outputs_status_and_persistence(tmp_path):
     i = _instance(store)
     d = ObjectDescriptor(ClassUID="1.2", MimeType="application/dicom", DescriptorUuid=str(uuid.uuid4()).upper())
     store.add_inputs(i.id, [InputObject(d, "/data/a.dcm", 0, 10)])
+    store.record_notification(i.id, State.IDLE)
+    store.record_notification(i.id, State.INPROGRESS)
     store.record_outputs(i.id, AvailableData(ObjectDescriptors=[d]), True)
     store.record_status(i.id, Status(StatusType=StatusType.FATALERROR, CodeValue=7, CodeMeaning="boom"))
     store.record_requested_state(i.id, State.INPROGRESS)
@@ -98,3 +100,18 @@ def test_log_lines_never_carry_tokens():
     assert redacted_path(f"/outputs/{token}") == "/outputs/<token>"
     assert redacted_path(f"/outputs/{token}/result.dcm") == "/outputs/<token>/result.dcm"
     assert redacted_path("/admin/instances") == "/admin/instances"
+
+
+def test_effects_are_refused_when_the_state_changed_under_the_request(tmp_path):
+    """GetData and NotifyDataAvailable are judged on the state when they arrive; the store checks again
+    when it records their effect, so no locator outlives the release at IDLE."""
+    from hosting_service.states import PreconditionViolation
+
+    store = SQLiteStore(tmp_path / "s.db")
+    i = _instance(store)
+    store.record_notification(i.id, State.IDLE)
+    with pytest.raises(PreconditionViolation, match="GetData is not allowed while the application is IDLE"):
+        store.add_locators([Locator(str(uuid.uuid4()), i.id, "src", "file:///x", "/x", 0.0)])
+    with pytest.raises(PreconditionViolation, match="NotifyDataAvailable"):
+        store.record_outputs(i.id, AvailableData(), True)
+    assert store.active_locators(i.id) == [] and store.announced_outputs(i.id) == ([], False)

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from hosting_service.model import AvailableData, ObjectDescriptor, Status, from_jsonable, to_jsonable
-from hosting_service.states import State, describe_notification, is_legal_notification
+from hosting_service.model import AvailableData, ObjectDescriptor, Status, from_jsonable, iter_descriptors, to_jsonable
+from hosting_service.states import State, check_precondition, describe_notification, is_legal_notification
 from hosting_service.store.base import (
     Event,
     InputObject,
@@ -193,6 +193,11 @@ class SQLiteStore:
             raise InstanceEnded(f"instance {instance_id} has ended ({row['end_reason']})")
         return row
 
+    def _check_still(self, db: sqlite3.Connection, instance_id: str, operation: str) -> None:
+        """The operation's precondition, checked again in the transaction that records its effect: the
+        request was judged on the state when it arrived, and a notification may have come in since."""
+        check_precondition(operation, _state(self._live(db, instance_id)["reported_state"]))
+
     def _release_and_expire(self, db, instance_id: str, reason: str, now: float) -> tuple[int, list[str]]:
         released = db.execute(
             "UPDATE locators SET released_at = ? WHERE instance_id = ? AND released_at IS NULL",
@@ -313,10 +318,12 @@ class SQLiteStore:
         return found
 
     def add_locators(self, locators: list[Locator]) -> None:
+        """Keep the locators of one GetData answer; refused (``PreconditionViolation``) if the application
+        has meanwhile left the states GetData is allowed in, e.g. gone IDLE, which released everything."""
         if not locators:
             return
         with self._write() as db:
-            self._live(db, locators[0].instance_id)
+            self._check_still(db, locators[0].instance_id, "GetData")
             db.executemany(
                 "INSERT INTO locators (locator, instance_id, source, uri, path, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [(l.locator, l.instance_id, l.source, l.uri, l.path, l.created_at) for l in locators],
@@ -354,12 +361,10 @@ class SQLiteStore:
 
     def record_outputs(self, instance_id: str, data: AvailableData, last_data: bool) -> int:
         """Keep one NotifyDataAvailable call of the application; returns how many descriptors it carried."""
-        from hosting_service.model import iter_descriptors
-
         count = sum(1 for _ in iter_descriptors(data))
         now = time.time()
         with self._write() as db:
-            self._live(db, instance_id)
+            self._check_still(db, instance_id, "NotifyDataAvailable")
             db.execute(
                 "INSERT INTO announcements (instance_id, data, last_data) VALUES (?, ?, ?)",
                 (instance_id, json.dumps(to_jsonable(data)), int(last_data)),
