@@ -163,6 +163,13 @@ def test_two_workers_share_one_truth(host_server):
     drive(inst["hostURL"], "IDLE", "INPROGRESS")
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: call(inst["hostURL"], "GetOutputLocation"), range(40)))
+        pids: set[int] = set()
+        for _ in range(10):  # the same concurrency reaches both workers (which one accepts is the kernel's call)
+            pids |= set(pool.map(lambda _: requests.get(host_server.url + "/healthz", timeout=5).json()["pid"],
+                                 range(40)))
+            if len(pids) == 2:
+                break
+    assert len(pids) == 2
     assert all(a.status_code == 200 for a in answers)
     locations = {parse_body(a).findtext(f"{{{HOST_NS}}}GetOutputLocationResult") for a in answers}
     assert len(locations) == 40  # a fresh location per call, whichever worker answered
