@@ -14,7 +14,8 @@ from hosting_service.compat import ensure_spyne_importable
 ensure_spyne_importable()
 
 from client.application_client import ApplicationCallError, ApplicationClient  # noqa: E402
-from client.data_exchange import UnreadableObject, read_located  # noqa: E402
+from client.data_exchange import read_located  # noqa: E402
+from hosting_service.located import UnreadableObject  # noqa: E402
 from client.host_client import HostCallError, HostClient, OutputWriteError  # noqa: E402
 from client.hosted_app import HostedApplication  # noqa: E402
 from client.soap import SoapCallError  # noqa: E402

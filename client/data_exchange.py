@@ -6,13 +6,12 @@ application on the host's inputs.
 """
 from __future__ import annotations
 
-import urllib.parse
-import urllib.request
 from typing import Iterable, Optional
 
 import requests
 
 from client.soap import SoapClient
+from hosting_service import located
 from hosting_service.model import AvailableData, ModelSetDescriptor, ObjectLocator, QueryResult, QueryResultInfoSet
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -74,30 +73,9 @@ class DataExchangeClient(SoapClient):
         return self.call("QueryInfoSet", models=list(model_uuids), xPaths=list(xpaths))
 
 
-class UnreadableObject(Exception):
-    """The bytes an ObjectLocator points to could not be read."""
-
-
 def read_located(locator: ObjectLocator, *, session: Optional[requests.Session] = None, timeout: float = 30.0) -> bytes:
     """The ``Length`` bytes at ``Offset`` of ``locator.URI`` (§9.5): a ``file:`` URI is read from disk, an
-    ``http:``/``https:`` one with GET. ``Length`` 0 or less means "to the end"."""
-    uri = locator.URI or ""
-    parts = urllib.parse.urlsplit(uri)
-    offset, length = max(locator.Offset or 0, 0), locator.Length or 0
-    scheme = parts.scheme.lower()
-    try:
-        if scheme == "file":
-            with open(urllib.request.url2pathname(parts.path), "rb") as stream:
-                stream.seek(offset)
-                data = stream.read(length if length > 0 else -1)
-        elif scheme in ("http", "https"):
-            response = (session or requests).get(uri, timeout=timeout)
-            response.raise_for_status()
-            data = response.content[offset : offset + length if length > 0 else None]
-        else:
-            raise UnreadableObject(f"{uri!r}: unsupported URI scheme {scheme!r}")
-    except (OSError, requests.RequestException) as exc:
-        raise UnreadableObject(f"cannot read {uri}: {exc}") from exc
-    if length > 0 and len(data) != length:
-        raise UnreadableObject(f"{uri}: expected {length} bytes at offset {offset}, found {len(data)}")
-    return data
+    ``http:``/``https:`` one with a ranged GET. ``Length`` 0 or less means "to the end". Raises
+    :class:`~hosting_service.located.UnreadableObject`."""
+    return located.read_located(locator.URI or "", locator.Offset or 0, locator.Length or 0, session=session,
+                                timeout=timeout)
