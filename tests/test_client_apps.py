@@ -225,8 +225,9 @@ def launch_held(launch, tmp_path: Path, held_at: State) -> tuple[LaunchedApp, Pa
     app = launch(script, "--hold-at", held_at.value, "--release", str(release))
     app.move(State.INPROGRESS)
     if held_at == State.IDLE:
-        app.move(State.CANCELED)
+        assert app.client.set_state(State.CANCELED) is True
         app.wait_reported(State.IDLE)
+        assert app.reported == ["IDLE", "INPROGRESS", "CANCELED", "IDLE"]
     return app, release
 
 
