@@ -14,6 +14,7 @@ import math
 import re
 import secrets
 import time
+from http import HTTPStatus
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qs
 
@@ -62,10 +63,6 @@ class _Reply(Exception):
         self.body = body
 
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
-            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-            413: "Payload Too Large", 415: "Unsupported Media Type", 500: "Internal Server Error"}
-
 
 class AdminApi:
     """WSGI application for every path under ``/admin/``."""
@@ -91,7 +88,7 @@ class AdminApi:
         payload = b"" if status == 204 else json.dumps(body, indent=1).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
                    ("Cache-Control", "no-store")]
-        start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
         return [payload]
 
     def _authorize(self, environ) -> None:
