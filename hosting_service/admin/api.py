@@ -63,7 +63,6 @@ class _Reply(Exception):
         self.body = body
 
 
-
 class AdminApi:
     """WSGI application for every path under ``/admin/``."""
 
