@@ -121,6 +121,36 @@ sys.exit(LeavesOnceItsOutputsAreTaken.main())
 """
 
 
+KEEPS_ITS_OUTPUTS_ELSEWHERE = """
+import shutil, sys, tempfile
+from pathlib import Path
+from client.examples.misbehaving_app import MisbehavingApp
+from hosting_service.located import read_located
+
+class KeepsItsOutputsElsewhere(MisbehavingApp):
+    def GetData(self, objects=None, acceptableTransferSyntaxes=None, includeBulkData=True):
+        locators = super().GetData(objects, acceptableTransferSyntaxes, includeBulkData)
+        own = Path(tempfile.mkdtemp(prefix="own-outputs-"))
+        for locator in locators:  # a copy in a folder of its own, outside the host's output locations
+            copy = own / "copy.bin"
+            copy.write_bytes(read_located(locator.URI, locator.Offset, locator.Length))
+            locator.URI, locator.Offset = copy.as_uri(), 0
+        return locators
+
+sys.exit(KeepsItsOutputsElsewhere.main())
+"""
+
+
+def test_outputs_outside_the_output_locations_are_read_and_noted(host_server, series, tmp_path):
+    """PS3.19 lets a URI point anywhere ("typically but not limited to a file"); the host reads it, and says so."""
+    app = tmp_path / "elsewhere.py"
+    app.write_text(KEEPS_ITS_OUTPUTS_ELSEWHERE)
+    run = run_job(tmp_path / "out", "--app", f"{PYTHON} {app}", "--input", str(series), server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    assert any("outside this instance's output locations" in n["message"] for n in run.kinds("notice"))
+    check_inputs_arrived_intact(run, series)
+
+
 def test_exit_without_being_asked_after_the_task_is_accepted(host_server, series, tmp_path):
     app = tmp_path / "leaves.py"
     app.write_text(LEAVES_ONCE_ITS_OUTPUTS_ARE_TAKEN)
