@@ -122,24 +122,7 @@ class Settings:
                     values[f.name] = f.metadata["parse"](environ[name])
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
-        settings = cls(**values)
-        return settings
-
-    def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings in another process (gunicorn workers)."""
-        env = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                continue
-            if isinstance(value, Rectangle):
-                value = f"{value.RefPointX},{value.RefPointY},{value.Width},{value.Height}"
-            elif isinstance(value, tuple):
-                value = ",".join(value)
-            elif isinstance(value, bool):
-                value = "1" if value else "0"
-            env[ENV_PREFIX + f.metadata["env"]] = str(value)
-        return env
+        return cls(**values)
 
     @property
     def public_url_base(self) -> str:
