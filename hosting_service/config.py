@@ -98,11 +98,20 @@ class Settings:
     upload_max_request_bytes: int = field(default=4 << 30, metadata={"env": "UPLOAD_MAX_REQUEST", "parse": int})
     """Largest single PUT/POST body accepted at an http: output location."""
 
-    soap_max_body_bytes: int = field(default=16 << 20, metadata={"env": "SOAP_MAX_BODY", "parse": int})
-    """Largest SOAP request accepted."""
+    soap_max_body_bytes: int = field(default=2 << 20, metadata={"env": "SOAP_MAX_BODY", "parse": int})
+    """Largest SOAP request accepted, in bytes after any gzip decoding (a GetData of 5,000 UUIDs is about
+    0.3 MB; a NotifyDataAvailable of 3,000 descriptors about 1 MB)."""
 
     soap_max_depth: int = field(default=64, metadata={"env": "SOAP_MAX_DEPTH", "parse": int})
     """Deepest XML element nesting accepted in a SOAP request (the standard's messages need < 15)."""
+
+    soap_max_elements: int = field(default=40_000, metadata={"env": "SOAP_MAX_ELEMENTS", "parse": int})
+    """Most XML elements accepted in one SOAP request, counted while parsing: the work a request causes
+    grows with its elements (about 20 microseconds each), so this bounds it (a GetData of 5,000 UUIDs has
+    10,000)."""
+
+    soap_max_items: int = field(default=5_000, metadata={"env": "SOAP_MAX_ITEMS", "parse": int})
+    """Most items accepted in any one array of a SOAP request (``ArrayOfUUID``, ``ArrayOfObjectDescriptor``...)."""
 
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""

@@ -64,6 +64,17 @@ def fit_screen(screen: Rectangle, preferred: Optional[Rectangle]) -> Rectangle:
     return Rectangle(Height=bottom - top, Width=right - left, RefPointX=left, RefPointY=top)
 
 
+def _unique_uuids(values: Optional[list[str]]) -> list[str]:
+    """The non-empty UUIDs of ``values``, stripped, each once (compared case-insensitively), in the order
+    first seen: a request naming one object many times gets one answer for it."""
+    unique: dict[str, str] = {}
+    for value in values or ():
+        text = value.strip() if value else ""
+        if text:
+            unique.setdefault(text.lower(), text)
+    return list(unique.values())
+
+
 class HostOperations:
     """The 12 HostService operations as seen by one instance."""
 
@@ -74,6 +85,16 @@ class HostOperations:
         self.instance = instance
 
     # --- helpers ----------------------------------------------------------------------------------------
+
+    def admits(self, operation: str) -> bool:
+        """Whether ``operation``'s precondition holds in the instance's state, asked by the wire before it
+        reads the request's arguments (:func:`hosting_service.wire.services.admits`). Records nothing: an
+        operation that is not admitted is called without arguments and refuses by itself."""
+        try:
+            check_precondition(operation, self.instance.reported_state)
+        except PreconditionViolation:
+            return False
+        return True
 
     def _allowed(self, operation: str) -> bool:
         """Check the operation's precondition. Strict mode raises (a Client fault); lenient mode records a
@@ -154,7 +175,7 @@ class HostOperations:
 
         if not self._allowed("GetData"):
             return []
-        requested = [u.strip() for u in (objects or []) if u and u.strip()]
+        requested = _unique_uuids(objects)  # the wire caps how many
         offered = self.store.inputs(self.instance.id, requested)
         unknown = [u for u in requested if u.lower() not in offered]
         if unknown:
@@ -186,7 +207,7 @@ class HostOperations:
         return locators
 
     def ReleaseData(self, objects: Optional[list[str]] = None) -> None:
-        self.store.release_locators(self.instance.id, [u.strip() for u in objects or [] if u and u.strip()])
+        self.store.release_locators(self.instance.id, _unique_uuids(objects))
 
     # --- DataExchange, models (PS3.19 §8.3.3-8.3.5, §8.3.7): not built yet, see the module docstring --
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 import socket
 import threading
 from pathlib import Path
@@ -12,7 +13,6 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
 from lxml import etree
-from suds.plugin import DocumentPlugin
 
 import wsdl
 from hosting_service import model
@@ -72,11 +72,16 @@ SAMPLE_DATA = model.AvailableData(
 
 
 class RecordingOperations:
-    """Any operation: records ``(name, kwargs)`` and answers :data:`DEFAULT_RESULTS` (or ``raises``)."""
+    """Any operation: records ``(name, kwargs)`` and answers :data:`DEFAULT_RESULTS` (or ``raises``).
+    The operations named in ``refused`` are not admitted (see ``wire.services.admits``)."""
 
     def __init__(self, raises: BaseException | None = None):
         self.calls: list[tuple[str, dict]] = []
         self.raises = raises
+        self.refused: set[str] = set()
+
+    def admits(self, operation: str) -> bool:
+        return operation not in self.refused
 
     def __getattr__(self, name: str):
         if name.startswith("_"):
@@ -209,21 +214,11 @@ def fault(response: requests.Response) -> tuple[str, str]:
     return child.findtext("faultcode"), child.findtext("faultstring")
 
 
-# --- suds -------------------------------------------------------------------------------------------------
+# --- served schemas -------------------------------------------------------------------------------------
 
-class LocateSharedSchemas(DocumentPlugin):
-    """suds ignores that the WSDL imports ArrayOfString.xsd/XPathNodeType.xsd when HostService-20100825.xsd
-    imports their namespaces without a schemaLocation; point those imports at the served siblings."""
+_LOCATION_HINT = re.compile(rb'(<xs:import namespace="[^"]*") schemaLocation="\./(ArrayOfString|XPathNodeType)\.xsd"')
 
-    LOCATIONS = {
-        "http://schemas.microsoft.com/2003/10/Serialization/Arrays": "ArrayOfString.xsd",
-        "http://schemas.datacontract.org/2004/07/System.Xml.XPath": "XPathNodeType.xsd",
-    }
 
-    def parsed(self, context):
-        document = context.document
-        if document.name != "schema":
-            return
-        for imported in document.getChildren("import"):
-            if imported.get("schemaLocation") is None and imported.get("namespace") in self.LOCATIONS:
-                imported.set("schemaLocation", self.LOCATIONS[imported.get("namespace")])
+def without_location_hints(schema: bytes) -> bytes:
+    """A served XSD without the two ``schemaLocation`` hints the server adds (for suds): the shipped file."""
+    return _LOCATION_HINT.sub(rb"\1", schema)

@@ -78,7 +78,8 @@ class InputObject:
 
 @dataclass
 class Locator:
-    """An ObjectLocator the host issued in a GetData answer, and what it keeps alive."""
+    """An ObjectLocator the host issued in a GetData answer and the application has not released yet
+    (released ones are forgotten: by ReleaseData, at IDLE or EXIT, when the instance ends)."""
 
     locator: str
     instance_id: str
@@ -86,7 +87,6 @@ class Locator:
     uri: str
     path: str
     created_at: float
-    released_at: Optional[float] = None
 
 
 @dataclass

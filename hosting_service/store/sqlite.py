@@ -63,10 +63,9 @@ CREATE TABLE IF NOT EXISTS locators (
     source TEXT NOT NULL,
     uri TEXT NOT NULL,
     path TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    released_at REAL
+    created_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS locators_by_instance ON locators (instance_id, released_at);
+CREATE INDEX IF NOT EXISTS locators_of_instance ON locators (instance_id);
 CREATE TABLE IF NOT EXISTS announcements (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     instance_id TEXT NOT NULL,
@@ -199,10 +198,7 @@ class SQLiteStore:
         check_precondition(operation, _state(self._live(db, instance_id)["reported_state"]))
 
     def _release_and_expire(self, db, instance_id: str, reason: str, now: float) -> tuple[int, list[str]]:
-        released = db.execute(
-            "UPDATE locators SET released_at = ? WHERE instance_id = ? AND released_at IS NULL",
-            (now, instance_id),
-        ).rowcount
+        released = db.execute("DELETE FROM locators WHERE instance_id = ?", (instance_id,)).rowcount
         if released:
             self.write_event(db, instance_id, "released", {"count": released, "reason": reason}, now)
         expired: list[str] = []
@@ -331,6 +327,8 @@ class SQLiteStore:
             self.write_event(db, locators[0].instance_id, "locator", {"count": len(locators)}, time.time())
 
     def release_locators(self, instance_id: str, locators: Iterable[str]) -> int:
+        """Forget the instance's locators among ``locators``: a released locator is never used again
+        (PS3.19 §8.3.6), and only the count of released ones stays, in the ``released`` event."""
         ids = [l.lower() for l in locators]
         if not ids:
             return 0
@@ -341,21 +339,17 @@ class SQLiteStore:
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
                 count += db.execute(
-                    f"UPDATE locators SET released_at = ? WHERE instance_id = ? AND released_at IS NULL "
-                    f"AND locator IN ({','.join('?' * len(chunk))})",
-                    [now, instance_id, *chunk],
+                    f"DELETE FROM locators WHERE instance_id = ? AND locator IN ({','.join('?' * len(chunk))})",
+                    [instance_id, *chunk],
                 ).rowcount
             self.write_event(db, instance_id, "released", {"count": count, "requested": len(ids), "reason": "ReleaseData"}, now)
         return count
 
     def active_locators(self, instance_id: str) -> list[Locator]:
         rows = self._read().execute(
-            "SELECT * FROM locators WHERE instance_id = ? AND released_at IS NULL ORDER BY created_at", (instance_id,)
+            "SELECT * FROM locators WHERE instance_id = ? ORDER BY created_at", (instance_id,)
         )
-        return [
-            Locator(r["locator"], r["instance_id"], r["source"], r["uri"], r["path"], r["created_at"], r["released_at"])
-            for r in rows
-        ]
+        return [Locator(r["locator"], r["instance_id"], r["source"], r["uri"], r["path"], r["created_at"]) for r in rows]
 
     # --- host as recipient ----------------------------------------------------------------------------
 

@@ -6,6 +6,12 @@ served byte for byte as shipped in the ``wsdl`` package except that one attribut
 so everything else stays byte-identical). Its imports are relative (``./Types.xsd``), so the four XSDs
 must be served next to the endpoint: for ``http://h:p/<token>/HostService-20100825?wsdl``,
 ``./Types.xsd`` is ``http://h:p/<token>/Types.xsd``; :meth:`ServiceDocuments.schema` gives them by name.
+
+The XSDs are served as shipped with one addition: the service XSD imports the namespaces of
+``ArrayOfString.xsd`` and ``XPathNodeType.xsd`` without a ``schemaLocation``, and suds, which does not
+look for them among the WSDL's other imports, then fails with ``TypeNotFound: ArrayOfstring``. The served
+copy gives those two imports the location of the sibling file (``schemaLocation="./ArrayOfString.xsd"``),
+a hint every other stack reads the same way; the WSDL itself is untouched.
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ XML_CONTENT_TYPE = "text/xml; charset=utf-8"
 
 _ADDRESS = re.compile(rb'(<soap:address\s+location=")([^"]*)(")')
 _IMPORT = re.compile(rb'schemaLocation="\./([^"/]+\.xsd)"')
+_IMPORT_WITHOUT_LOCATION = re.compile(rb'(<xs:import namespace="([^"]*)")(\s*/>)')
+_TARGET_NAMESPACE = re.compile(rb'<xs:schema\b[^>]*?\btargetNamespace="([^"]*)"')
 
 
 class ServiceDocuments:
@@ -31,9 +39,11 @@ class ServiceDocuments:
         addresses = _ADDRESS.findall(self._wsdl)
         if len(addresses) != 1:
             raise ValueError(f"{wsdl_path} must have exactly one soap:address, found {len(addresses)}")
-        self._schemas = {
+        schemas = {
             name.decode(): (wsdl_path.parent / name.decode()).read_bytes() for name in _IMPORT.findall(self._wsdl)
         }
+        locations = {_TARGET_NAMESPACE.search(schema)[1]: name.encode() for name, schema in schemas.items()}
+        self._schemas = {name: _locate_imports(schema, locations) for name, schema in schemas.items()}
 
     @property
     def schema_names(self) -> list[str]:
@@ -48,6 +58,17 @@ class ServiceDocuments:
     def schema(self, name: str) -> Optional[bytes]:
         """An imported XSD by file name (``Types.xsd``), ``None`` if the WSDL imports no such file."""
         return self._schemas.get(name)
+
+
+def _locate_imports(schema: bytes, locations: dict[bytes, bytes]) -> bytes:
+    """``schema`` with a ``schemaLocation`` added to each ``xs:import`` that has none, where ``locations``
+    (namespace -> sibling file name) knows the namespace; nothing else changes."""
+
+    def locate(match: re.Match) -> bytes:
+        name = locations.get(match[2])
+        return match[0] if name is None else match[1] + b' schemaLocation="./' + name + b'"' + match[3]
+
+    return _IMPORT_WITHOUT_LOCATION.sub(locate, schema)
 
 
 DOCUMENTS: dict[str, ServiceDocuments] = {

@@ -1,16 +1,21 @@
 """The WSGI SOAP endpoint of one service: :class:`SoapEndpoint`.
 
-A POST goes through the whole wire layer: the body is read with a size limit and parsed safely
-(:mod:`.safety`), rebuilt in the standard's shape (:mod:`.normalize`), deserialised by Spyne, handed to
-the operations object in ``environ["dicom_host.operations"]`` (:mod:`.services`), and the result
-serialised by Spyne. Spyne's protocol is driven directly rather than through ``WsgiApplication.__call__``,
+A POST goes through the whole wire layer: the body is read with a size limit (:mod:`.body`), parsed
+safely with limits on its elements (:mod:`.safety`), its SOAP 1.1 envelope checked (:mod:`.envelope`),
+its operation element rebuilt in the standard's shape (:mod:`.normalize`), deserialised by Spyne, handed
+to the operations object in ``environ["dicom_host.operations"]`` (:mod:`.services`), and the result
+serialised by Spyne. As soon as the operation is known, and before its arguments are read, the operations
+object is asked whether it admits the operation now (:func:`.services.admits`, the precondition of the
+instance's state): if not, the operation is called without its arguments and refuses by itself, so a
+refused call costs no normalising and no deserialising. Spyne's protocol is driven directly rather than through ``WsgiApplication.__call__``,
 which would read and parse the body a second time, and the ``<Op>Response`` Spyne serialises goes into a
 plain envelope of ours (``Soap11.serialize`` declares the interface's dozen namespaces and then cleans them
 up, a third of the response time). The exceptions are mapped here, not by Spyne (which logs each one with
 its traceback at CRITICAL and words the faults itself):
 
 * :class:`~hosting_service.errors.ClientError`, :class:`~hosting_service.states.PreconditionViolation`,
-  unreadable or unsafe requests: a ``soap:Client`` fault whose faultstring is the message;
+  unreadable or unsafe requests: a ``soap:Client`` fault whose faultstring is the message (an envelope of
+  another SOAP version: ``soap:VersionMismatch``; a header it must understand: ``soap:MustUnderstand``);
 * anything else: a ``soap:Server`` fault saying only "internal error"; the traceback goes to the log,
   the request body never does.
 
@@ -20,7 +25,9 @@ which live at sibling paths, are in :attr:`SoapEndpoint.documents` for the route
 """
 from __future__ import annotations
 
+import ctypes
 import logging
+from typing import Callable, Optional
 
 from lxml import etree
 from spyne import Application
@@ -31,13 +38,16 @@ from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.states import PreconditionViolation
+from hosting_service.wire.body import read_body
 from hosting_service.wire.documents import DOCUMENTS, XML_CONTENT_TYPE, ServiceDocuments
+from hosting_service.wire.envelope import EnvelopeFault, operation_element
 from hosting_service.wire.faults import CLIENT, CONTENT_TYPE, INTERNAL_ERROR, SERVER, SOAP_ENV_NS, fault_response
 from hosting_service.wire.normalize import RequestNormalizer
-from hosting_service.wire.safety import parse, read_body
+from hosting_service.wire.safety import parse
+from hosting_service.wire.services import OPERATIONS_KEY, admits
 from hosting_service.wire.types import Operation
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dicom_host.wire")
 
 _ENVELOPE = f"{{{SOAP_ENV_NS}}}Envelope"
 _BODY = f"{{{SOAP_ENV_NS}}}Body"
@@ -53,7 +63,7 @@ class SoapEndpoint:
         self.settings = settings
         self.types = service_class.wire_types
         self.documents: ServiceDocuments = DOCUMENTS[self.types.namespace]
-        self._normalizer = RequestNormalizer(self.types)
+        self._normalizer = RequestNormalizer(self.types, settings.soap_max_items)
         self._spyne = WsgiApplication(
             Application(
                 [service_class],
@@ -91,20 +101,41 @@ class SoapEndpoint:
         return [body]
 
     def _post(self, environ: dict, start_response):
-        name = "request"
         try:
-            root = parse(read_body(environ, self.settings.soap_max_body_bytes), self.settings.soap_max_depth)
-            operation, envelope = self._normalizer.normalize(root)
+            body = read_body(environ, self.settings.soap_max_body_bytes)
+        except ClientError as exc:
+            _return_freed_memory()  # what was read before the refusal may have been large (a gzip bomb)
+            logger.info("%s request: Client fault: %s", self._normalizer.service_name, exc)
+            return fault_response(start_response, CLIENT, str(exc))
+        try:
+            return self._answer(environ, start_response, body)
+        finally:
+            if len(body) >= _LARGE_REQUEST:
+                _return_freed_memory()
+
+    def _answer(self, environ: dict, start_response, body: bytes):
+        name = "request"
+        settings = self.settings
+        try:
+            root = parse(body, max_depth=settings.soap_max_depth, max_elements=settings.soap_max_elements)
+            payload = operation_element(root)
+            operation = self._normalizer.operation(payload)
             name = operation.name
-            body = self._invoke(environ, operation, envelope[0][0])
+            admitted = admits(environ[OPERATIONS_KEY], name)
+            request = self._normalizer.normalize(operation, payload if admitted else None)
+            del root, payload  # free the parsed document before Spyne builds its objects
+            answer = self._invoke(environ, operation, request)
+        except EnvelopeFault as exc:
+            logger.info("%s %s: %s fault: %s", self._normalizer.service_name, name, exc.faultcode, exc)
+            return fault_response(start_response, exc.faultcode, str(exc))
         except (ClientError, PreconditionViolation) as exc:
             logger.info("%s %s: Client fault: %s", self._normalizer.service_name, name, exc)
             return fault_response(start_response, CLIENT, str(exc))
         except Exception:
             logger.exception("%s %s: internal error", self._normalizer.service_name, name)
             return fault_response(start_response, SERVER, INTERNAL_ERROR)
-        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])
-        return [body]
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(answer)))])
+        return [answer]
 
     def _invoke(self, environ: dict, operation: Operation, request: etree._Element) -> bytes:
         """Let Spyne deserialise the normalised ``<Op>`` element, call the method, and serialise its
@@ -123,6 +154,27 @@ class SoapEndpoint:
         envelope = etree.Element(_ENVELOPE, nsmap={"soap": SOAP_ENV_NS, "tns": self.types.namespace})
         self._out.to_parent(ctx, message, response, etree.SubElement(envelope, _BODY), message.get_namespace())
         return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+
+_LARGE_REQUEST = 256 * 1024
+"""Bytes of request body from which the memory its handling freed is handed back to the system."""
+
+
+def _find_malloc_trim() -> Optional[Callable[[int], int]]:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+
+def _return_freed_memory() -> None:
+    """Give the memory freed after a large request back to the system. glibc keeps freed memory in its
+    per-thread arenas, so without this a worker's RSS stays at its largest request's peak, per thread."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _asks_for_wsdl(query: str) -> bool:

@@ -1,7 +1,8 @@
 """SOAP 1.1 Fault responses: the only way the wire layer reports an error to a peer.
 
 A fault is an envelope with ``faultcode`` ``soap:Client`` (the request was wrong; ``faultstring`` says how)
-or ``soap:Server`` (our failure; the faultstring stays generic and the details go to the log), sent with
+or ``soap:Server`` (our failure; the faultstring stays generic and the details go to the log), or one of the
+two envelope-level codes of SOAP 1.1 §4.4.1, ``soap:VersionMismatch`` and ``soap:MustUnderstand``, sent with
 HTTP 500 and ``text/xml; charset=utf-8`` as SOAP 1.1 §6.2 requires. Never an HTML page, never a traceback.
 """
 from __future__ import annotations
@@ -11,9 +12,12 @@ import re
 from lxml import etree
 
 SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+"""The SOAP 1.1 envelope namespace, the only one PS3.19 uses (its WSDL binds SOAP 1.1)."""
 CONTENT_TYPE = "text/xml; charset=utf-8"
 CLIENT = "Client"
 SERVER = "Server"
+VERSION_MISMATCH = "VersionMismatch"
+MUST_UNDERSTAND = "MustUnderstand"
 INTERNAL_ERROR = "internal error"
 """The faultstring of every Server fault."""
 
@@ -22,7 +26,7 @@ _NOT_XML_CHARS = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U000
 
 
 def fault_document(code: str, message: str) -> bytes:
-    """A serialised SOAP 1.1 Fault envelope. ``code`` is :data:`CLIENT` or :data:`SERVER`."""
+    """A serialised SOAP 1.1 Fault envelope. ``code`` is one of the four codes above."""
     text = _NOT_XML_CHARS.sub("\ufffd", message)
     if len(text) > _MAX_FAULTSTRING:
         text = text[: _MAX_FAULTSTRING - 1] + "\u2026"

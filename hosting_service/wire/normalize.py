@@ -1,14 +1,13 @@
 """The tolerant input layer in front of Spyne: any reasonable request shape in, the standard's shape out.
 
-Real PS3.19 peers do not send what the XSD says (INTEROP-NOTES "What a Spyne/zeep Hosting System must
-handle" item 3, SPEC-NOTES §10.2-10.4), and Spyne reads a shape it does not expect as a silent ``None``.
-:class:`RequestNormalizer` therefore rebuilds each request as the canonical envelope (every element
-qualified in its schema's namespace, children in ``xs:sequence`` order, canonical lexical values) from
-what it understands, walking the Spyne classes of :mod:`.types`. It accepts:
+Real PS3.19 peers (CTK's QtSoap, XIP's JAX-WS, the WG23 drafts) do not send what the XSD says, and Spyne
+reads a shape it does not expect as a silent ``None``. :class:`RequestNormalizer` therefore rebuilds each
+request's operation element in the canonical shape (every element qualified in its schema's namespace,
+children in ``xs:sequence`` order, canonical lexical values) from what it understands, walking the Spyne
+classes of :mod:`.types`. It accepts:
 
 * the operation element in any namespace (CTK uses ``"http://dicom.nema.org/PS3.19" + hostURL path``) and
-  of any case; no, any or a wrong SOAPAction (the body decides); any SOAP header (WS-Addressing
-  included, ``mustUnderstand`` too), which it drops;
+  of any case; no, any or a wrong SOAPAction (the body decides);
 * child elements unqualified or in any namespace, of any case, in any order, with ``xsi:type`` or SOAP-ENC
   attributes; ``newState`` for ``state`` and CTK's ``RequestedScreenArea`` for ``location``;
 * array items of any element name, CTK's ``<preferredProtocols><string><Uid>file:</Uid>...</string>``
@@ -19,7 +18,8 @@ what it understands, walking the Spyne classes of :mod:`.types`. It accepts:
 An empty simple element counts as absent (CTK sends empty strings for unset fields). Anything else it
 cannot understand is a :class:`~hosting_service.errors.ClientError` naming the element and the value: an
 unknown operation (the message lists the service's operations), an unknown or repeated element, a bad
-value such as ``<state>BANANA</state>``. Nothing becomes a silent ``None``.
+value such as ``<state>BANANA</state>``, an array with more items than the configured cap. Nothing
+becomes a silent ``None``.
 """
 from __future__ import annotations
 
@@ -46,7 +46,6 @@ from hosting_service.wire.types import (
     wrapped_child,
 )
 
-SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
 ARGUMENT_ALIASES = {"newstate": "state", "requestedscreenarea": "location"}
@@ -76,10 +75,12 @@ def _members_by_key(cls: type) -> dict[str, Child]:
 
 
 class RequestNormalizer:
-    """Turns a parsed request of one service into ``(operation, canonical envelope)``."""
+    """Turns the operation element of a request to one service into its canonical form; no array may have
+    more than ``max_items`` items."""
 
-    def __init__(self, types: WireTypes):
+    def __init__(self, types: WireTypes, max_items: int):
         self.types = types
+        self.max_items = max_items
         self.service_name = types.namespace.rpartition("/")[2]
         self._operations = {name.lower(): op for name, op in types.operations.items()}
         self._arguments = {op.name: self._argument_keys(op) for op in types.operations.values()}
@@ -90,26 +91,21 @@ class RequestNormalizer:
         aliases = {alias: by_key[name.lower()] for alias, name in ARGUMENT_ALIASES.items() if name.lower() in by_key}
         return {**by_key, **aliases}
 
-    def normalize(self, root: etree._Element) -> tuple[Operation, etree._Element]:
-        if _local(root) != "Envelope":
-            raise ClientError(f"the request is not a SOAP envelope: its document element is <{_local(root)}>")
-        body = next((c for c in root.iterchildren(etree.Element) if _local(c) == "Body"), None)
-        if body is None:
-            raise ClientError("the SOAP envelope has no Body")
-        payload = next(body.iterchildren(etree.Element), None)
-        if payload is None:
-            raise ClientError(f"the SOAP Body is empty; it must hold one operation element of {self.service_name}")
+    def operation(self, payload: etree._Element) -> Operation:
+        """The operation the element ``payload`` (the SOAP Body's child) asks for."""
         operation = self._operations.get(_local(payload).lower())
         if operation is None:
             raise ClientError(
                 f"unknown operation {_local(payload)!r}; {self.service_name} offers: {', '.join(self.types.operations)}"
             )
-        envelope = etree.Element(f"{{{SOAP_ENV_NS}}}Envelope")
-        wrapper = etree.SubElement(
-            etree.SubElement(envelope, f"{{{SOAP_ENV_NS}}}Body"), f"{{{self.types.namespace}}}{operation.name}"
-        )
-        self._fill(wrapper, payload, self._arguments[operation.name], self.types.namespace, operation.name, "")
-        return operation, envelope
+        return operation
+
+    def normalize(self, operation: Operation, payload: Optional[etree._Element]) -> etree._Element:
+        """The canonical ``<Op>`` element for ``payload`` (``None``: the operation without arguments)."""
+        wrapper = etree.Element(f"{{{self.types.namespace}}}{operation.name}")
+        if payload is not None:
+            self._fill(wrapper, payload, self._arguments[operation.name], self.types.namespace, operation.name, "")
+        return wrapper
 
     # --- complex content ----------------------------------------------------------------------------
 
@@ -166,6 +162,8 @@ class RequestNormalizer:
                 elements.extend(element.iterchildren(etree.Element))
             else:
                 elements.append(element)
+            if len(elements) > self.max_items:
+                raise ClientError(f"{path}: more than {self.max_items} {item.name} items, the limit for an array")
         for index, element in enumerate(elements):
             self._element(target, element, item, ns, f"{path}/{item.name}[{index}]", owner)
 

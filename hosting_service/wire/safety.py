@@ -1,15 +1,22 @@
-"""Reading and parsing a SOAP request body without trusting it.
+"""Parsing a SOAP request without trusting it: an lxml parser that never loads a DTD, never expands an
+entity, never touches the network, and stops as soon as the document is too large.
 
-The body is read with a size limit (also when it arrives chunked, without ``Content-Length``) and parsed
-by an lxml parser that never loads a DTD, never expands an entity and never touches the network. A
-document with a DOCTYPE is refused outright (SOAP 1.1 §3: "A SOAP message MUST NOT contain a Document
-Type Declaration"), which also disposes of XXE and entity-expansion bombs, and so is one nested deeper than
-the configured limit. Should a DOCTYPE get past the scan anyway, every external reference resolves to
-nothing (libxml2's ``no_network`` does not stop ``file:`` URLs) and the parsed document is refused. Every refusal is a :class:`~hosting_service.errors.ClientError` whose message says
-what was wrong.
+A document with a DOCTYPE is refused outright (SOAP 1.1 §3: "A SOAP message MUST NOT contain a Document
+Type Declaration"), which also disposes of XXE and entity-expansion bombs. The DOCTYPE is found by a scan
+of the prolog before libxml2 sees the document, so the scan must be able to read the prolog: the body must
+be UTF-8, UTF-16, or declare an ASCII-compatible single-byte encoding (US-ASCII, ISO-8859-n, windows-125n);
+UTF-7, UTF-32, EBCDIC and every other declared encoding are refused. Should a DOCTYPE get past the scan
+anyway, every external reference resolves to nothing (libxml2's ``no_network`` does not stop ``file:``
+URLs) and the parsed document is refused.
+
+The document is fed to the parser in chunks and its elements are counted, and their nesting measured, as
+the parser reports them: a document with more elements or deeper nesting than the limits is refused
+before the rest of it is parsed. Every refusal is a :class:`~hosting_service.errors.ClientError` whose
+message says what was wrong.
 """
 from __future__ import annotations
 
+import re
 import threading
 
 from lxml import etree
@@ -20,43 +27,6 @@ _CHUNK = 64 * 1024
 _local = threading.local()
 
 
-def read_body(environ: dict, limit: int) -> bytes:
-    """The request body, or :class:`ClientError` if it is larger than ``limit`` bytes.
-
-    With ``Content-Length`` the declared size is checked before anything is read. Without it the body is
-    read to its end only if the server says that is safe (``wsgi.input_terminated``, as gunicorn does for
-    chunked requests), counting bytes as they come.
-    """
-    stream = environ["wsgi.input"]
-    declared = environ.get("CONTENT_LENGTH") or ""
-    if declared.strip():
-        try:
-            length = int(declared)
-        except ValueError:
-            raise ClientError(f"Content-Length {declared!r} is not a number") from None
-        if length > limit:
-            raise ClientError(f"the request body of {length} bytes exceeds the limit of {limit} bytes", http_status=413)
-        return _read(stream, length, limit)
-    if not environ.get("wsgi.input_terminated"):
-        raise ClientError("the request has no Content-Length; send one (or use a server that supports chunked bodies)",
-                          http_status=411)
-    return _read(stream, None, limit)
-
-
-def _read(stream, length: int | None, limit: int) -> bytes:
-    chunks, total = [], 0
-    while length is None or total < length:
-        want = _CHUNK if length is None else min(_CHUNK, length - total)
-        chunk = stream.read(want)
-        if not chunk:
-            break
-        total += len(chunk)
-        if total > limit:
-            raise ClientError(f"the request body exceeds the limit of {limit} bytes", http_status=413)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class _NothingExternal(etree.Resolver):
     """Every external reference (DTD, external or parameter entity, whatever its URL scheme) resolves to
     nothing: libxml2's own ``no_network`` does not cover ``file:`` URLs."""
@@ -65,11 +35,13 @@ class _NothingExternal(etree.Resolver):
         return self.resolve_string("", context)
 
 
-def _parser() -> etree.XMLParser:
-    """One parser per thread (lxml parsers must not be shared between threads)."""
+def _parser() -> etree.XMLPullParser:
+    """This thread's parser (lxml parsers must not be shared between threads), reused from one request to
+    the next; :func:`parse` drops it when a document did not parse to its end."""
     parser = getattr(_local, "parser", None)
     if parser is None:
-        parser = _local.parser = etree.XMLParser(
+        parser = _local.parser = etree.XMLPullParser(
+            events=("start", "end"),
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
@@ -87,29 +59,66 @@ def _parser() -> etree.XMLParser:
 _DOCTYPE_REFUSED = "the request contains a DOCTYPE declaration; SOAP messages must not have one (SOAP 1.1 §3)"
 
 
-def parse(body: bytes, max_depth: int) -> etree._Element:
+def parse(body: bytes, *, max_depth: int, max_elements: int) -> etree._Element:
     """The document element of ``body``; :class:`ClientError` for anything but a plain, well-formed XML
-    document without DOCTYPE and at most ``max_depth`` elements deep."""
-    if not body.strip():
+    document in a readable encoding, without DOCTYPE, with at most ``max_elements`` elements nested at
+    most ``max_depth`` deep."""
+    if not body or body.isspace():
         raise ClientError("the request body is empty; a SOAP 1.1 envelope was expected")
-    if _prolog_has_doctype(body):
+    prolog = _as_ascii_compatible(body)
+    _check_declared_encoding(prolog)
+    if _prolog_has_doctype(prolog):
         raise ClientError(_DOCTYPE_REFUSED)
+    parser = _parser()
     try:
-        root = etree.fromstring(body, _parser())
-    except etree.XMLSyntaxError as exc:
-        raise ClientError(f"the request is not well-formed XML: {exc}") from None
+        root = _Limits(max_depth, max_elements).parse(parser, body)
+    except BaseException:
+        _local.parser = None  # stopped mid-document: its state is not reusable
+        raise
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise ClientError(_DOCTYPE_REFUSED)  # in an encoding the prolog scan does not read
-    _check_depth(root, max_depth)
+        raise ClientError(_DOCTYPE_REFUSED)  # in case one got past the scan
     return root
 
 
-def _prolog_has_doctype(body: bytes) -> bool:
-    """Whether a DOCTYPE comes before the document element, found by a linear scan so that libxml2
-    never even reads the DTD (it would try its network loads, refused, and its entity accounting)."""
-    text = _as_ascii_compatible(body)
-    i = 3 if text.startswith(b"\xef\xbb\xbf") else 0
+class _Limits:
+    """Counts the elements of one document, and measures their nesting, as the parser reports them."""
+
+    def __init__(self, max_depth: int, max_elements: int):
+        self.max_depth = max_depth
+        self.max_elements = max_elements
+        self.depth = 0
+        self.elements = 0
+
+    def parse(self, parser: etree.XMLPullParser, body: bytes) -> etree._Element:
+        try:
+            for start in range(0, len(body), _CHUNK):
+                parser.feed(body[start : start + _CHUNK])
+                self._count(parser)
+            root = parser.close()
+        except etree.XMLSyntaxError as exc:
+            raise ClientError(f"the request is not well-formed XML: {exc}") from None
+        self._count(parser)  # libxml2 holds back the document's last bytes until close()
+        return root
+
+    def _count(self, parser: etree.XMLPullParser) -> None:
+        for event, _ in parser.read_events():
+            if event == "end":
+                self.depth -= 1
+                continue
+            self.depth += 1
+            self.elements += 1
+            if self.depth > self.max_depth:
+                raise ClientError(f"the request nests elements deeper than the limit of {self.max_depth} levels")
+            if self.elements > self.max_elements:
+                raise ClientError(f"the request has more than {self.max_elements} XML elements, the limit")
+
+
+def _prolog_has_doctype(text: bytes) -> bool:
+    """Whether a DOCTYPE comes before the document element of ``text`` (ASCII-compatible), found by a
+    linear scan so that libxml2 never even reads the DTD (it would try its network loads, refused, and its
+    entity accounting)."""
+    i = 3 if text.startswith(_UTF8_BOM) else 0
     while True:
         while i < len(text) and text[i] in b" \t\r\n":
             i += 1
@@ -124,6 +133,8 @@ def _prolog_has_doctype(body: bytes) -> bool:
             return text.startswith(b"<!DOCTYPE", i)
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UNREADABLE = "the request must be encoded in UTF-8 or UTF-16 (WS-I Basic Profile R1012)"
 _UNSUPPORTED_SIGNATURES = (b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff", b"<\x00\x00\x00", b"\x00\x00\x00<",
                            b"\x4c\x6f\xa7\x94")
 """UTF-32 (with and without BOM) and EBCDIC: encodings whose prolog the DOCTYPE scan cannot read."""
@@ -133,19 +144,35 @@ def _as_ascii_compatible(body: bytes) -> bytes:
     """The body with an ASCII-compatible prolog: UTF-16 (with or without BOM) re-encoded as UTF-8, others as
     they are. UTF-32 and EBCDIC are refused: SOAP peers send UTF-8 or UTF-16 (WS-I Basic Profile R1012)."""
     if body.startswith(_UNSUPPORTED_SIGNATURES):
-        raise ClientError("the request must be encoded in UTF-8 or UTF-16 (WS-I Basic Profile R1012)")
+        raise ClientError(_UNREADABLE)
     for signature, codec in ((b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"), (b"<\x00", "utf-16-le"), (b"\x00<", "utf-16-be")):
         if body.startswith(signature):
             return body.decode(codec, errors="replace").encode("utf-8")
     return body
 
 
-def _check_depth(root: etree._Element, max_depth: int) -> None:
-    depth = 0
-    for event, _ in etree.iterwalk(root, events=("start", "end")):
-        if event == "start":
-            depth += 1
-            if depth > max_depth:
-                raise ClientError(f"the request nests elements deeper than the limit of {max_depth} levels")
-        else:
-            depth -= 1
+_DECLARATION = re.compile(rb"<\?xml[ \t\r\n](.*?)\?>", re.DOTALL)
+_ENCODING = re.compile(rb"encoding[ \t\r\n]*=[ \t\r\n]*(?:\"([^\"]*)\"|'([^']*)')")
+_READABLE_ENCODINGS = re.compile(
+    r"utf8|utf16(le|be)?|(us)?ascii|iso646us|latin1|iso8859(1[0-6]|[1-9])|(windows|cp)125[0-8]"
+)
+"""Declared encodings (lower case, without ``-``, ``_``, ``.``) in which the prolog reads as ASCII, so the
+DOCTYPE scan works (or, for UTF-16, is done on the decoded text)."""
+
+
+def _check_declared_encoding(text: bytes) -> None:
+    """Refuse a document whose XML declaration names an encoding the DOCTYPE scan cannot read (``UTF-7``
+    hides ``<!DOCTYPE`` as ``+ADw-!DOCTYPE``)."""
+    declaration = _DECLARATION.match(text, 3 if text.startswith(_UTF8_BOM) else 0)
+    if declaration is None or b"encoding" not in declaration[1]:
+        return
+    found = _ENCODING.search(declaration[1])
+    if found is None:
+        raise ClientError(f"the request's XML declaration has an unreadable encoding: {_show(declaration[0])}")
+    name = (found[1] if found[1] is not None else found[2]).decode("ascii", errors="replace")
+    if not _READABLE_ENCODINGS.fullmatch(re.sub(r"[-_.]", "", name.lower())):
+        raise ClientError(f"the request declares the encoding {name[:40]!r}; {_UNREADABLE}")
+
+
+def _show(raw: bytes) -> str:
+    return repr(raw[:80].decode("ascii", errors="replace"))

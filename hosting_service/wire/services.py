@@ -7,6 +7,9 @@ arguments to model values and calls the operations object the router put in the 
 (``environ["dicom_host.operations"]``: :class:`hosting_service.operations.HostOperations` on the Host,
 ``client.HostedApplication`` in an application), by wire name with wire argument names as keywords, then
 converts the result back. Absent or nil arguments arrive as ``None``.
+
+An operations object may also have ``admits(operation_name) -> bool``, asked by the endpoint before the
+request's arguments are read (see :func:`admits`).
 """
 from __future__ import annotations
 
@@ -19,6 +22,17 @@ from hosting_service.wire.types import APP, HOST, Operation, WireTypes
 
 OPERATIONS_KEY = "dicom_host.operations"
 """WSGI environ key of the object implementing the service's operations."""
+
+
+def admits(implementation: Any, operation: str) -> bool:
+    """Whether ``implementation`` takes ``operation`` now, by its ``admits`` method (the host: the
+    operation's precondition for the instance's state); without one, every operation is admitted.
+
+    When this says no the endpoint calls the operation without arguments, and the operation refuses by
+    itself, as it would have with them: the arguments of a call that is refused are never read.
+    """
+    check = getattr(implementation, "admits", None)
+    return check is None or bool(check(operation))
 
 
 def _method(operation: Operation):
