@@ -1,6 +1,7 @@
 """The SQLite session store on its own: notifications, warnings, releases, persistence, concurrency
 between processes."""
 import multiprocessing
+import sqlite3
 import uuid
 
 import pytest
@@ -37,6 +38,33 @@ def test_idle_releases_every_locator(tmp_path):
     store.record_notification(i.id, State.COMPLETED)
     assert store.record_notification(i.id, State.IDLE).released_locators == 2
     assert store.active_locators(i.id) == []
+
+
+def test_released_locators_are_not_kept(tmp_path):
+    """A released locator is never used again: its row goes (only the count stays, in the events), whether
+    released by ReleaseData, at IDLE or EXIT, or when the instance ends."""
+    store = SQLiteStore(tmp_path / "s.db")
+
+    def rows() -> int:
+        return sqlite3.connect(tmp_path / "s.db").execute("SELECT COUNT(*) FROM locators").fetchone()[0]
+
+    def running() -> str:
+        i = _instance(store)
+        store.record_notification(i.id, State.IDLE)
+        store.record_notification(i.id, State.INPROGRESS)
+        store.add_locators([Locator(str(uuid.uuid4()), i.id, "src", "file:///x", "/x", 0.0) for _ in range(2)])
+        return i.id
+
+    first = running()
+    store.release_locators(first, [store.active_locators(first)[0].locator])
+    assert rows() == 1
+    store.record_notification(first, State.CANCELED)
+    store.record_notification(first, State.IDLE)
+    assert rows() == 0
+    ended = running()
+    store.end_instance(ended, "test")
+    assert rows() == 0
+    assert [e.data["count"] for e in store.events(ended, kinds=["released"])] == [2]
 
 
 def test_inputs_outputs_status_and_persistence(tmp_path):
