@@ -2,12 +2,14 @@
 and the endpoint answers a normal call afterwards."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -15,7 +17,7 @@ import requests
 from hosting_service.config import Settings
 from hosting_service.states import State
 from hosting_service.wire.types import HOST_NS
-from wire_harness import envelope, fault, free_port, post
+from wire_harness import body_child, envelope, fault, free_port, post
 
 LIMIT = 8192
 DEPTH = 64
@@ -57,6 +59,11 @@ def bait():
     yield f"http://127.0.0.1:{server.server_port}", hits
     server.shutdown()
     server.server_close()
+
+
+def fault_text(document: bytes) -> tuple[str, str]:
+    child = body_child(document)
+    return child.findtext("faultcode"), child.findtext("faultstring")
 
 
 def _state_with(prolog: str, value: str) -> bytes:
@@ -149,9 +156,11 @@ def test_malformed_bodies(router, ops, body, words):
     _client_fault(router, body, *words)
 
 
-def test_oversized_chunked_body_under_gunicorn(tmp_path):
-    """gunicorn decodes chunked bodies (wsgi.input_terminated): the limit is enforced while reading."""
-    (tmp_path / "wire_hostile_app.py").write_text(textwrap.dedent(f"""
+@pytest.fixture(scope="module")
+def gunicorn_url(tmp_path_factory):
+    """The SOAP endpoint alone under gunicorn, which decodes chunked bodies (``wsgi.input_terminated``)."""
+    folder = tmp_path_factory.mktemp("gunicorn")
+    (folder / "wire_hostile_app.py").write_text(textwrap.dedent(f"""
         from hosting_service.config import Settings
         from hosting_service.wire.endpoint import SoapEndpoint
         from hosting_service.wire.services import OPERATIONS_KEY, HostService
@@ -167,29 +176,65 @@ def test_oversized_chunked_body_under_gunicorn(tmp_path):
             return endpoint(environ, start_response)
     """))
     port = free_port()
+    log = folder / "gunicorn.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--chdir", str(tmp_path), "-b", f"127.0.0.1:{port}", "-w", "1", "wire_hostile_app:app"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "gunicorn", "--chdir", str(folder), "-b", f"127.0.0.1:{port}", "-w", "1",
+         "wire_hostile_app:app"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
     )
     url = f"http://127.0.0.1:{port}/HostService-20100825"
     try:
-        _wait_until_up(url, server)
-        oversized = iter([NORMAL[:-40], b" " * 4096, b" " * 4096, NORMAL[-40:]])
-        response = requests.post(url, data=oversized, headers={"Content-Type": "text/xml"}, timeout=10)
-        code, message = fault(response)
-        assert code == "soap:Client" and f"exceeds the limit of {LIMIT} bytes" in message
-        chunked_normal = requests.post(url, data=iter([NORMAL[:50], NORMAL[50:]]), headers={"Content-Type": "text/xml"}, timeout=10)
-        assert chunked_normal.status_code == 200 and b"NotifyStateChangedResponse" in chunked_normal.content
+        _wait_until_up(url, server, log)
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=10)
 
 
-def _wait_until_up(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 15
+def test_oversized_chunked_body_under_gunicorn(gunicorn_url):
+    """The limit is enforced while reading a chunked body."""
+    oversized = iter([NORMAL[:-40], b" " * 4096, b" " * 4096, NORMAL[-40:]])
+    response = requests.post(gunicorn_url, data=oversized, headers={"Content-Type": "text/xml"}, timeout=10)
+    code, message = fault(response)
+    assert code == "soap:Client" and f"exceeds the limit of {LIMIT} bytes" in message
+    chunked_normal = requests.post(gunicorn_url, data=iter([NORMAL[:50], NORMAL[50:]]), headers={"Content-Type": "text/xml"},
+                                   timeout=10)
+    assert chunked_normal.status_code == 200 and b"NotifyStateChangedResponse" in chunked_normal.content
+
+
+@pytest.mark.parametrize(
+    "chunks, words",
+    [
+        (b"%x\r\n%s\r\nzz\r\n" % (len(NORMAL), NORMAL), ["InvalidChunkSize"]),
+        (b"%x\r\n%sXX0\r\n\r\n" % (len(NORMAL), NORMAL), ["ChunkMissingTerminator"]),
+        (b"%x\r\n%s" % (len(NORMAL) + 50, NORMAL), ["NoMoreData"]),
+        (b"%x\r\n%s\r\n" % (len(NORMAL), NORMAL), ["NoMoreData"]),
+    ],
+    ids=["bad-chunk-size", "missing-terminator", "cut-off-in-a-chunk", "no-last-chunk"],
+)
+def test_a_malformed_or_cut_off_chunked_body_is_a_client_fault(gunicorn_url, chunks, words):
+    address = urlsplit(gunicorn_url)
+    with socket.create_connection((address.hostname, address.port), timeout=10) as connection:
+        connection.sendall(f"POST {address.path} HTTP/1.1\r\nHost: {address.netloc}\r\nContent-Type: text/xml\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n".encode() + chunks)
+        connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500"), answer[:300]
+    code, message = fault_text(body)
+    assert code == "soap:Client" and "the request body could not be read" in message, message
+    for word in words:
+        assert word in message, message
+    assert "Traceback" not in message
+
+
+def _wait_until_up(url: str, server: subprocess.Popen, log) -> None:
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {server.stderr.read().decode()}")
+            raise AssertionError(f"gunicorn exited: {log.read_text()}")
         try:
             requests.get(url, timeout=1)
             return
