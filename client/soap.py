@@ -31,9 +31,9 @@ from zeep.transports import Transport
 from zeep.wsdl import Document
 
 from hosting_service.wire.convert import args_to_wire, from_wire
+from hosting_service.wire.faults import SOAP_ENV_NS as SOAP_ENV
 from hosting_service.wire.types import WireTypes, array_item
 
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 PS319_NAMESPACE_PREFIX = "http://dicom.nema.org/PS3.19"
 """Every namespace a PS3.19 peer uses for its own elements starts with this (the two service namespaces,

@@ -188,17 +188,16 @@ class HostOperations:
         for requested_uuid in requested:
             delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), cache_dir)
             path = delivery.path if delivery.path.is_absolute() else delivery.path.resolve()
-            locator = ObjectLocator(
+            locator_id, uri = str(uuid.uuid4()), path.as_uri()
+            locators.append(ObjectLocator(
                 Length=delivery.length,
                 Offset=delivery.offset,
                 TransferSyntax=delivery.transfer_syntax,
-                URI=path.as_uri(),
-                Locator=str(uuid.uuid4()),
+                URI=uri,
+                Locator=locator_id,
                 Source=requested_uuid,
-            )
-            locators.append(locator)
-            records.append(Locator(locator.Locator, self.instance.id, requested_uuid.lower(), locator.URI,
-                                   str(path), now))
+            ))
+            records.append(Locator(locator_id, self.instance.id, requested_uuid.lower(), uri, str(path), now))
         try:
             self.store.add_locators(records)
         except PreconditionViolation as exc:  # gone IDLE meanwhile: these locators would outlive the release

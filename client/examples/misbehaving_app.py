@@ -28,11 +28,11 @@ from lxml import etree
 from client import HostCallError, HostClient, HostedApplication, TaskContext, TaskInput, TaskOutput
 from hosting_service.model import StatusType
 from hosting_service.states import State, parse_state
+from hosting_service.wire.faults import SOAP_ENV_NS as SOAP_ENV
 
 CTK_HOST_NAMESPACE = "http://dicom.nema.org/PS3.19/HostInterface"
 """QtSoap puts the method element in ``"http://dicom.nema.org/PS3.19" + <URL path>``; with CTK's usual
 ``/HostInterface`` path this is it (INTEROP-NOTES, SPEC-NOTES §10.2)."""
-SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 QTSOAP_XSI = "http://www.w3.org/1999/XMLSchema-instance"
 QTSOAP_XSD = "http://www.w3.org/1999/XMLSchema"
 CRASH_STATUS = 3

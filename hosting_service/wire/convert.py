@@ -26,6 +26,7 @@ from hosting_service.states import State
 from hosting_service.wire.types import (
     HOST,
     Operation,
+    SpyneClass,
     array_item,
     base_primitive,
     children,
@@ -39,11 +40,11 @@ __all__ = ["from_wire", "to_wire_dict", "to_spyne", "args_from_wire", "args_to_w
 _MODEL_ENUMS: dict[str, type[enum.Enum]] = {"State": State, "StatusType": model.StatusType}
 """XSD enumerations that are Python enums in the model (XPathNodeType stays a plain ``str`` there)."""
 
-WireType = Union[str, type]
+WireType = Union[str, SpyneClass]
 """An XSD type name (``"ArrayOfUUID"``, ``"UID"``...) or a Spyne class of :mod:`.types`."""
 
 
-def wire_class(target: Any) -> type:
+def wire_class(target: Any) -> SpyneClass:
     """The Spyne class (HostService namespace) for a conversion target.
 
     ``target`` is a Spyne class (returned as is), an XSD type name, a model dataclass (``Rectangle`` ->
@@ -56,9 +57,9 @@ def wire_class(target: Any) -> type:
         return target
     if typing.get_origin(target) is list:
         (item,) = typing.get_args(target)
-        if dataclasses.is_dataclass(item):
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
             return HOST["ArrayOf" + item.__name__]
-    elif dataclasses.is_dataclass(target) or target in _MODEL_ENUMS.values():
+    elif isinstance(target, type) and (dataclasses.is_dataclass(target) or target in _MODEL_ENUMS.values()):
         return HOST[target.__name__]
     raise TypeError(f"cannot tell the wire type of {target!r}; pass its XSD type name, e.g. 'ArrayOfUUID' or 'UID'")
 
@@ -75,7 +76,7 @@ def from_wire(value: Any, target: Any) -> Any:
     return _from_wire(value, wire_class(target))
 
 
-def _from_wire(value: Any, cls: type) -> Any:
+def _from_wire(value: Any, cls: SpyneClass) -> Any:
     if value is None:
         return None
     item = array_item(cls)
@@ -111,7 +112,7 @@ def args_from_wire(operation: Operation, values: Sequence[Any]) -> dict[str, Any
 class _Builder:
     """How :func:`_to_wire` makes a complex value and a binary value in one target representation."""
 
-    complex_value: Callable[[type, dict], Any]
+    complex_value: Callable[[SpyneClass, dict], Any]
     binary: Callable[[bytes], Any]
 
 
@@ -120,7 +121,7 @@ _SPYNE = _Builder(lambda cls, fields: (cls.__orig__ or cls)(**fields), lambda da
 """Spyne instances are made of the declared class, not of its customised (minOccurs...) copy."""
 
 
-def _to_wire(value: Any, cls: type, build: _Builder) -> Any:
+def _to_wire(value: Any, cls: SpyneClass, build: _Builder) -> Any:
     if value is None:
         return None
     item = array_item(cls)
@@ -165,7 +166,7 @@ def to_wire_dict(value: Any, wire_type: WireType | None = None) -> Any:
     return _to_wire(value, wire_class(wire_type), _ZEEP)
 
 
-def to_spyne(value: Any, wire_type: type) -> Any:
+def to_spyne(value: Any, wire_type: SpyneClass) -> Any:
     """A model value as an instance of the Spyne class ``wire_type`` (any namespace of :mod:`.types`)."""
     return _to_wire(value, wire_type, _SPYNE)
 

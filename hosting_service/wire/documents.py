@@ -42,7 +42,7 @@ class ServiceDocuments:
         schemas = {
             name.decode(): (wsdl_path.parent / name.decode()).read_bytes() for name in _IMPORT.findall(self._wsdl)
         }
-        locations = {_TARGET_NAMESPACE.search(schema)[1]: name.encode() for name, schema in schemas.items()}
+        locations = {_target_namespace(schema): name.encode() for name, schema in schemas.items()}
         self._schemas = {name: _locate_imports(schema, locations) for name, schema in schemas.items()}
 
     @property
@@ -58,6 +58,13 @@ class ServiceDocuments:
     def schema(self, name: str) -> Optional[bytes]:
         """An imported XSD by file name (``Types.xsd``), ``None`` if the WSDL imports no such file."""
         return self._schemas.get(name)
+
+
+def _target_namespace(schema: bytes) -> bytes:
+    found = _TARGET_NAMESPACE.search(schema)
+    if found is None:
+        raise ValueError("a shipped XSD has no targetNamespace")
+    return found[1]
 
 
 def _locate_imports(schema: bytes, locations: dict[bytes, bytes]) -> bytes:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from lxml import etree
 from spyne import Application
@@ -59,7 +59,7 @@ ENDPOINT_URL_KEY = "dicom_host.endpoint_url"
 class SoapEndpoint:
     """WSGI application answering one PS3.19 service (``wire.services.HostService`` or ``ApplicationService``)."""
 
-    def __init__(self, service_class: type, settings: Settings):
+    def __init__(self, service_class: Any, settings: Settings):
         self.settings = settings
         self.types = service_class.wire_types
         self.documents: ServiceDocuments = DOCUMENTS[self.types.namespace]

@@ -34,6 +34,7 @@ from hosting_service.errors import ClientError
 from hosting_service.wire.types import (
     Child,
     Operation,
+    SpyneClass,
     WireTypes,
     array_item,
     base_primitive,
@@ -70,7 +71,7 @@ def _show(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def _members_by_key(cls: type) -> dict[str, Child]:
+def _members_by_key(cls: SpyneClass) -> dict[str, Child]:
     return {member.name.lower(): member for member in children(cls)}
 
 
@@ -169,7 +170,7 @@ class RequestNormalizer:
 
     # --- simple content -----------------------------------------------------------------------------
 
-    def _scalar(self, element, cls: type, path: str, owner: str) -> Optional[str]:
+    def _scalar(self, element, cls: SpyneClass, path: str, owner: str) -> Optional[str]:
         """The canonical lexical form of a simple value, ``None`` for an empty non-string value."""
         text = _text(element, path)
         kind = base_primitive(cls)

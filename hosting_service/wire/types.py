@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, TypeAlias
 
 from lxml import etree
 from spyne import AnyUri, Boolean, ByteArray, ComplexModel, DateTime, Integer32, Long, Unicode
@@ -34,7 +34,10 @@ XS_NS = "http://www.w3.org/2001/XMLSchema"
 
 _XS = f"{{{XS_NS}}}"
 
-PRIMITIVES: dict[str, type] = {
+SpyneClass: TypeAlias = Any
+"""A Spyne model class (spyne ships no type information, so to mypy this is ``Any``)."""
+
+PRIMITIVES: dict[str, SpyneClass] = {
     "string": Unicode,
     "int": Integer32,
     "long": Long,
@@ -57,7 +60,7 @@ class Child:
     """One ``xs:element`` of a sequence: its name, its (customised) Spyne type."""
 
     name: str
-    type: type
+    type: SpyneClass
 
 
 @dataclass(frozen=True)
@@ -79,19 +82,19 @@ class WireTypes:
     ``types.Rectangle`` or ``types["Rectangle"]`` is the class; ``types["string"]`` etc. the primitives.
     """
 
-    def __init__(self, namespace: str, classes: dict[str, type], operations: dict[str, Operation]):
+    def __init__(self, namespace: str, classes: dict[str, SpyneClass], operations: dict[str, Operation]):
         self.namespace = namespace
         self._classes = classes
         self.operations = operations
         """Operation name -> :class:`Operation`, in the XSD's (= the WSDL portType's) order."""
 
-    def __getitem__(self, type_name: str) -> type:
+    def __getitem__(self, type_name: str) -> SpyneClass:
         try:
             return self._classes[type_name]
         except KeyError:
             raise KeyError(f"no type {type_name!r} in {self.namespace}") from None
 
-    def __getattr__(self, type_name: str) -> type:
+    def __getattr__(self, type_name: str) -> SpyneClass:
         try:
             return self.__dict__["_classes"][type_name]
         except KeyError:
@@ -108,9 +111,9 @@ class _SchemaReader:
     """Builds Spyne classes from ``xs:complexType``/``xs:simpleType`` declarations, sharing across calls
     the classes of the schemas both services import (one Spyne class per XSD qualified name)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._decls: dict[tuple[str, str], etree._Element] = {}
-        self._built: dict[tuple[str, str], type] = {}
+        self._built: dict[tuple[str, str], SpyneClass] = {}
 
     def load(self, path: Path) -> tuple[str, etree._Element]:
         root = etree.parse(str(path), etree.XMLParser(resolve_entities=False, no_network=True)).getroot()
@@ -120,7 +123,7 @@ class _SchemaReader:
                 self._decls.setdefault((tns, decl.get("name")), decl)
         return tns, root
 
-    def resolve(self, ref: str, context: etree._Element) -> type:
+    def resolve(self, ref: str, context: etree._Element) -> SpyneClass:
         """The Spyne class of a ``type="prefix:Name"`` reference made on ``context``."""
         prefix, _, local = ref.rpartition(":")
         ns = context.nsmap.get(prefix or None)
@@ -131,7 +134,7 @@ class _SchemaReader:
                 raise ValueError(f"XSD built-in type xs:{local} has no Spyne model here") from None
         return self.build(ns, local)
 
-    def build(self, ns: str, name: str) -> type:
+    def build(self, ns: str, name: str) -> SpyneClass:
         key = (ns, name)
         if key not in self._built:
             decl = self._decls[key]
@@ -146,7 +149,7 @@ class _SchemaReader:
                 )
         return self._built[key]
 
-    def sequence(self, complex_type: etree._Element) -> list[tuple[str, type]]:
+    def sequence(self, complex_type: etree._Element) -> list[tuple[str, SpyneClass]]:
         """``(element name, customised Spyne type)`` for each ``xs:element`` of a complexType's sequence."""
         members = []
         for el in complex_type.iterfind(f"{_XS}sequence/{_XS}element"):
@@ -175,20 +178,20 @@ def make_types(namespace: str) -> WireTypes:
     tns, root = _READER.load(folder / main)
     assert tns == namespace, f"{main} declares {tns}, expected {namespace}"
 
-    classes: dict[str, type] = dict(PRIMITIVES)
+    classes: dict[str, SpyneClass] = dict(PRIMITIVES)
     for shared_ns, name in ((ARRAYS_NS, "ArrayOfstring"), (XPATH_NS, "XPathNodeType")):
         classes[name] = _READER.build(shared_ns, name)
     for decl in root:
         if decl.tag in (_XS + "complexType", _XS + "simpleType"):
             classes[decl.get("name")] = _READER.build(namespace, decl.get("name"))
 
-    messages = {  # the global elements with an anonymous complexType: <Op> and <Op>Response
+    messages: dict[str, list[Child]] = {  # the global elements with an anonymous complexType: <Op>, <Op>Response
         el.get("name"): [Child(n, t) for n, t in _READER.sequence(el.find(_XS + "complexType"))]
         for el in root.iterfind(_XS + "element")
         if el.find(_XS + "complexType") is not None
     }
     operations = {
-        name: Operation(name, tuple(args), (messages[name + "Response"] or [None])[0])
+        name: Operation(name, tuple(args), next(iter(messages[name + "Response"]), None))
         for name, args in messages.items()
         if name + "Response" in messages
     }
@@ -204,32 +207,32 @@ APP = make_types(APP_NS)
 
 # --- walking the classes (cached: the classes never change and these run for every value on the wire) ---
 
-def type_name(cls: type) -> str:
+def type_name(cls: SpyneClass) -> str:
     """The XSD type name of a (possibly customised) Spyne class."""
     return cls.get_type_name()
 
 
-def is_complex(cls: type) -> bool:
+def is_complex(cls: SpyneClass) -> bool:
     return issubclass(cls, ComplexModel)
 
 
 @functools.lru_cache(maxsize=None)
-def children(cls: type) -> tuple[Child, ...]:
+def children(cls: SpyneClass) -> tuple[Child, ...]:
     """The sequence of a complex type, in XSD order."""
     return tuple(Child(name, t) for name, t in cls._type_info.items())
 
 
-def is_many(cls: type) -> bool:
+def is_many(cls: SpyneClass) -> bool:
     """Whether an element of this (customised) type may repeat (``maxOccurs`` > 1)."""
     return cls.Attributes.max_occurs > 1
 
 
-def is_nillable(cls: type) -> bool:
+def is_nillable(cls: SpyneClass) -> bool:
     return bool(cls.Attributes.nillable)
 
 
 @functools.lru_cache(maxsize=None)
-def array_item(cls: type) -> Optional[Child]:
+def array_item(cls: SpyneClass) -> Optional[Child]:
     """The item element of an ``ArrayOfX`` type (its one repeating child), ``None`` for other types."""
     if not is_complex(cls):
         return None
@@ -240,7 +243,7 @@ def array_item(cls: type) -> Optional[Child]:
 
 
 @functools.lru_cache(maxsize=None)
-def wrapped_child(cls: type) -> Optional[str]:
+def wrapped_child(cls: SpyneClass) -> Optional[str]:
     """The single child element name of a wrapper type (``UID`` -> ``Uid``...), ``None`` otherwise."""
     if is_complex(cls) and type_name(cls) in WRAPPERS:
         return WRAPPERS[type_name(cls)]
@@ -248,7 +251,7 @@ def wrapped_child(cls: type) -> Optional[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def enum_values(cls: type) -> Optional[tuple[str, ...]]:
+def enum_values(cls: SpyneClass) -> Optional[tuple[str, ...]]:
     """The enumeration of an enumerated simple type (State, StatusType, XPathNodeType), else ``None``."""
     if is_complex(cls) or not issubclass(cls, Unicode):
         return None
@@ -257,7 +260,7 @@ def enum_values(cls: type) -> Optional[tuple[str, ...]]:
 
 
 @functools.lru_cache(maxsize=None)
-def base_primitive(cls: type) -> Optional[str]:
+def base_primitive(cls: SpyneClass) -> Optional[str]:
     """The XSD built-in name (``int``, ``long``, ``boolean``...) a simple Spyne class derives from."""
     if is_complex(cls):
         return None
