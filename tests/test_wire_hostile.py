@@ -259,12 +259,12 @@ def test_external_references_resolve_to_nothing_even_past_the_scan(tmp_path):
     document: its error would then name the file (``... (secret-name.txt, line 1)``)."""
     from lxml import etree
 
-    from hosting_service.wire.safety import _parser
+    from hosting_service.wire.safety import new_parser
 
     secret = tmp_path / "secret-name.txt"
     secret.write_text("TOP-SECRET-CONTENT")
     doc = f'<?xml version="1.0" encoding="UTF-32"?><!DOCTYPE e [<!ENTITY % p SYSTEM "file://{secret}"> %p;]><e/>'
     try:
-        etree.fromstring(doc.encode("utf-32"), _parser())
+        etree.fromstring(doc.encode("utf-32"), new_parser())
     except etree.XMLSyntaxError as exc:
         assert "secret-name" not in str(exc) and "SECRET" not in str(exc)

@@ -40,19 +40,26 @@ def _parser() -> etree.XMLPullParser:
     the next; :func:`parse` drops it when a document did not parse to its end."""
     parser = getattr(_local, "parser", None)
     if parser is None:
-        parser = _local.parser = etree.XMLPullParser(
-            events=("start", "end"),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            attribute_defaults=False,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
-            collect_ids=False,
-        )
-        parser.resolvers.add(_NothingExternal())
+        parser = _local.parser = new_parser()
+    return parser
+
+
+def new_parser() -> etree.XMLPullParser:
+    """A parser that loads no DTD, expands no entity, reads nothing external, and reports each element's
+    start and end."""
+    parser = etree.XMLPullParser(
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        attribute_defaults=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
+    parser.resolvers.add(_NothingExternal())
     return parser
 
 
