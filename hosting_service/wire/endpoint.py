@@ -101,29 +101,19 @@ class SoapEndpoint:
         return [body]
 
     def _post(self, environ: dict, start_response):
-        try:
-            body = read_body(environ, self.settings.soap_max_body_bytes)
-        except ClientError as exc:
-            _return_freed_memory()  # what was read before the refusal may have been large (a gzip bomb)
-            logger.info("%s request: Client fault: %s", self._normalizer.service_name, exc)
-            return fault_response(start_response, CLIENT, str(exc))
-        try:
-            return self._answer(environ, start_response, body)
-        finally:
-            if len(body) >= _LARGE_REQUEST:
-                _return_freed_memory()
-
-    def _answer(self, environ: dict, start_response, body: bytes):
         name = "request"
         settings = self.settings
+        size: Optional[int] = None
         try:
+            body = read_body(environ, settings.soap_max_body_bytes)
+            size = len(body)
             root = parse(body, max_depth=settings.soap_max_depth, max_elements=settings.soap_max_elements)
             payload = operation_element(root)
             operation = self._normalizer.operation(payload)
             name = operation.name
             admitted = admits(environ[OPERATIONS_KEY], name)
             request = self._normalizer.normalize(operation, payload if admitted else None)
-            del root, payload  # free the parsed document before Spyne builds its objects
+            del body, root, payload  # free the request before Spyne builds its objects
             answer = self._invoke(environ, operation, request)
         except EnvelopeFault as exc:
             logger.info("%s %s: %s fault: %s", self._normalizer.service_name, name, exc.faultcode, exc)
@@ -134,6 +124,9 @@ class SoapEndpoint:
         except Exception:
             logger.exception("%s %s: internal error", self._normalizer.service_name, name)
             return fault_response(start_response, SERVER, INTERNAL_ERROR)
+        finally:
+            if size is None or size >= _LARGE_REQUEST:  # large, or refused while reading (a gzip bomb?)
+                _return_freed_memory()
         start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(answer)))])
         return [answer]
 
