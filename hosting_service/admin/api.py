@@ -126,7 +126,7 @@ class AdminApi:
     # --- routes ---------------------------------------------------------------------------------------
 
     def _describe(self, instance: Instance, *, full: bool = False) -> dict:
-        d = {
+        d: dict[str, Any] = {
             "id": instance.id,
             "hostURL": instance.host_url,
             "applicationURL": instance.application_url,
