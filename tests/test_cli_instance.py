@@ -125,10 +125,15 @@ def test_end_when_the_application_is_gone(host_server, instance):
 
 # --- instance events, offer, show -----------------------------------------------------------------------
 
+def follow_events(server, instance: dict, flag: str) -> subprocess.Popen:
+    """``instance events --follow`` running, its stdout unbuffered for :func:`read_event`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hosting_service.cli.main", "instance", "events", flag, "--server", server.url,
+         instance["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=ENV)
+
+
 def test_events_follow_until_the_instance_ends(host_server, instance):
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "hosting_service.cli.main", "instance", "events", "--follow", "--server",
-         host_server.url, instance["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=ENV)
+    follow = follow_events(host_server, instance, "--follow")
     try:
         assert read_event(follow.stdout)["kind"] == "created"
         drive(instance["hostURL"], "IDLE", "INPROGRESS")
@@ -144,9 +149,7 @@ def test_events_follow_until_the_instance_ends(host_server, instance):
 
 
 def test_events_follow_stops_on_ctrl_c(host_server, instance):
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "hosting_service.cli.main", "instance", "events", "-f", "--server",
-         host_server.url, instance["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, env=ENV)
+    follow = follow_events(host_server, instance, "-f")
     try:
         assert read_event(follow.stdout)["kind"] == "created"
         follow.send_signal(signal.SIGINT)
