@@ -65,6 +65,7 @@ def test_with_a_token_the_token_decides(server_factory):
 
 
 @pytest.mark.parametrize("query", ["after=" + str(2**70), "after=-1", "after=1.5", "after=x", "wait=1e400",
+                                   "after=1_000", "after=%201", "after=%00",
                                    "kinds=" + ",".join(["k"] * 33)])
 def test_out_of_range_event_queries_are_the_callers_mistake(host_server, instance, query):
     r = requests.get(f"{host_server.url}/admin/instances/{instance['id']}/events?{query}", timeout=30)
@@ -90,6 +91,9 @@ def test_end_reason_is_bounded(host_server, instance):
     (b'{"options": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001, 400, "deeper"),
     (b'{"options": {"label": "' + b"[" * 100_000 + b'"}}', 201, None),  # brackets in a string are text
     (b"{" * 50, 400, "deeper"),
+    (b'{"options": {"label": NaN}}', 400, "NaN is not a JSON value"),
+    (b'{"applicationURL": "http://[::1"}', 400, "applicationURL"),
+    (b'{"applicationURL": "http://a:port/"}', 400, "applicationURL"),
     (b'{"a": "' + b"x" * (4 << 20) + b'"}', 413, "limited"),
 ])
 def test_json_bodies_are_bounded_in_size_and_depth(host_server, body, status, says):

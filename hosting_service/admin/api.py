@@ -15,7 +15,7 @@ import secrets
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Optional
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from hosting_service.admin.access import AdminAccess
 from hosting_service.admin.body import read_json_object
@@ -153,7 +153,7 @@ class AdminApi:
         app_url = body.get("applicationURL") or (
             f"http://127.0.0.1:{free_loopback_port()}/{APPLICATION_SERVICE_PATH}"
         )
-        if not isinstance(app_url, str) or not app_url.startswith(("http://", "https://")):
+        if not isinstance(app_url, str) or not _is_http_url(app_url):
             raise ClientError("applicationURL must be an http(s) URL")
         token = new_token()
         host_url = f"{self.settings.public_url_base}/{token}/{HOST_SERVICE_PATH}"
@@ -242,14 +242,21 @@ class AdminApi:
         return 200, {"returned": returned, "paths": paths}
 
 
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def _query_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
     """An integer query parameter within ``[low, high]``; a 400 naming the range otherwise."""
     if name not in query:
         return default
-    try:
-        value = int(query[name])
-    except ValueError:
-        value = low - 1
+    text = query[name]
+    value = int(text) if re.fullmatch(r"[0-9]{1,30}", text) else low - 1  # int() would take "1_0", " 1"
     if not low <= value <= high:
         raise ClientError(f"{name} must be an integer from {low} to {high}, got {query[name][:40]!r}")
     return value

@@ -27,6 +27,11 @@ def nesting_depth(raw: bytes) -> int:
     return max(itertools.accumulate(_STEP[b] for b in brackets), default=0)
 
 
+def _not_json(constant: str) -> Any:
+    """Python's json accepts NaN and Infinity, which JSON does not have (nor could the answers carry them)."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 def read_json_object(environ: dict) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty body). :class:`ClientError` (415, 400, 413) for a
     body that is not JSON, too large, too deep or not an object."""
@@ -48,7 +53,7 @@ def read_json_object(environ: dict) -> dict[str, Any]:
     if nesting_depth(raw) > MAX_JSON_DEPTH:
         raise ClientError(f"request body nests deeper than {MAX_JSON_DEPTH} levels")
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_not_json)
     except ValueError as exc:
         raise ClientError(f"request body is not JSON: {exc}") from None
     if not isinstance(body, dict):
