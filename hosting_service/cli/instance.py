@@ -10,6 +10,7 @@ every case.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -41,7 +42,8 @@ Handler = Callable[[AdminClient, Any], Answer]
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("instance", help="manage instances on a running server", description=__doc__)
+    p = sub.add_parser("instance", help="manage instances on a running server", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     isub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     def action(name: str, help: str, handler: Handler, *, with_id: bool = True):
@@ -71,7 +73,7 @@ def add_parser(sub) -> None:
     o.add_argument("paths", nargs="+", help="DICOM files or folders")
     e = action("end", "ask the application to EXIT, then end the instance: its output locations expire, its data "
                       "is kept", _end)
-    e.add_argument("--reason", default="ended by dicom-host instance end")
+    e.add_argument("--reason", default="ended by dicom-host instance end", help="recorded with the instance")
     e.add_argument("--exit-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="how long to wait for the application's EXIT (default 10)")
 
