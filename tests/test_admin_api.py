@@ -106,8 +106,11 @@ def test_json_bodies_are_bounded_in_size_and_depth(host_server, body, status, sa
 
 @pytest.mark.parametrize("bad_id", ["xyz", "0" * 32, "a" * 128])
 def test_an_unknown_instance_is_named(host_server, bad_id):
-    for method, path in [("GET", ""), ("GET", "/events"), ("DELETE", "")]:
-        r = requests.request(method, f"{host_server.url}/admin/instances/{bad_id}{path}", timeout=30)
+    for method, path, body in [("GET", "", None), ("GET", "/events", None), ("GET", "/outputs", None),
+                               ("DELETE", "", None), ("POST", "/events", {"kind": "note", "data": {}}),
+                               ("POST", "/requested-state", {"state": "IDLE"}), ("POST", "/handback", {"uris": []}),
+                               ("POST", "/inputs", {"paths": ["/nonexistent"]})]:
+        r = requests.request(method, f"{host_server.url}/admin/instances/{bad_id}{path}", json=body, timeout=30)
         assert r.status_code == 404
         assert r.json() == {"error": f"no such instance: {bad_id}"}
 

@@ -224,6 +224,7 @@ class AdminApi:
         return 204, None
 
     def announced_outputs(self, instance_id: str) -> tuple[int, dict]:
+        self.store.get_instance(instance_id)
         announcements, last = self.store.announced_outputs(instance_id)
         return 200, {"announcements": [to_jsonable(a) for a in announcements], "lastData": last}
 
