@@ -43,7 +43,7 @@ class ThreadedWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)
         host, port = self.server_address[:2]
-        self.server_name = host
+        self.server_name = str(host)
         self.server_port = port
         self.setup_environ()
 

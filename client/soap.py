@@ -61,7 +61,7 @@ class SoapCallError(Exception):
 
 @functools.lru_cache(maxsize=None)
 def _document(wsdl_path: str) -> Document:
-    return Document(wsdl_path, Transport(), settings=ZEEP_SETTINGS)
+    return Document(wsdl_path, Transport(), settings=ZEEP_SETTINGS)  # type: ignore[arg-type]  # zeep's hint is wrong
 
 
 class NotSoapEnvelope(zeep.exceptions.Error):
@@ -188,8 +188,8 @@ class SoapClient:
 
 
 def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
-        exc = exc.__cause__ or exc.__context__
+    while (cause := exc.__cause__ or exc.__context__) is not None:
+        exc = cause
     return str(exc) or type(exc).__name__
 
 

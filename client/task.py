@@ -101,11 +101,13 @@ class TaskOutput:
 
     @property
     def source(self) -> Union[bytes, Path]:
-        return self.data if self.data is not None else Path(self.path)
+        """The bytes, or the file that holds them (``__post_init__`` made sure there is one of the two)."""
+        return self.data if self.data is not None else Path(self.path or "")
 
     @property
     def size(self) -> int:
-        return len(self.data) if self.data is not None else Path(self.path).stat().st_size
+        source = self.source
+        return len(source) if isinstance(source, bytes) else source.stat().st_size
 
 
 def patient_of(dataset: "Dataset") -> Optional[Patient]:

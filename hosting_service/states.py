@@ -194,3 +194,63 @@ def parse_state(value: str) -> State:
         return State(value.strip().upper())
     except (ValueError, AttributeError):
         raise ValueError(f"{value!r} is not a PS3.19 State (one of {', '.join(s.value for s in State)})") from None
+
+
+# --- The application side: a hosted application's answer to the Host's SetState (PS3.19 §8.1.2) -------
+#
+# Used by the hosted-application kit (client/state_machine.py, client/hosted_app.py); the host side above
+# does not depend on it. Every host-requested row of TRANSITIONS has one APPLICATION_ACTIONS entry.
+
+
+class SetStateAnswer(enum.Enum):
+    """How a hosted application answers ``setState(requested)`` in ``current`` (§8.1.2)."""
+
+    IGNORE = "the current state: answer TRUE and change nothing"
+    ACCEPT = "a change Table 7.2-2 lets the host request: answer TRUE, then carry it out and notify"
+    REFUSE = "no host-requested transition of Table 7.2-2: answer FALSE"
+
+    @property
+    def result(self) -> bool:
+        """The ``SetStateResult`` on the wire."""
+        return self is not SetStateAnswer.REFUSE
+
+
+def answer_set_state(current: Optional[State], requested: State) -> SetStateAnswer:
+    """§8.1.2: a request for the current state is ignored (TRUE), one the table lets the host make is
+    accepted (TRUE), any other is refused (FALSE)."""
+    if requested == current:
+        return SetStateAnswer.IGNORE
+    if requested in host_may_request(current):
+        return SetStateAnswer.ACCEPT
+    return SetStateAnswer.REFUSE
+
+
+class Action(str, enum.Enum):
+    """What a hosted application does to carry out a host-requested transition (§6.3, Fig. 8.3-1)."""
+
+    START_TASK = "begin a task: INPROGRESS, then wait for the host's inputs"
+    SUSPEND_TASK = "hold the task before its next call to the host: SUSPENDED"
+    RESUME_TASK = "let the held task go on: INPROGRESS (COMPLETED at once if it had finished)"
+    CANCEL_TASK = "stop the task: CANCELED, then IDLE once it has released its resources"
+    FORGET_TASK = "the host has the outputs: forget the task, IDLE"
+    EXIT = "leave: EXIT, then end the process"
+
+
+APPLICATION_ACTIONS: dict[tuple[State, State], Action] = {
+    (S.IDLE, S.INPROGRESS): Action.START_TASK,
+    (S.IDLE, S.EXIT): Action.EXIT,
+    (S.INPROGRESS, S.SUSPENDED): Action.SUSPEND_TASK,
+    (S.INPROGRESS, S.CANCELED): Action.CANCEL_TASK,
+    (S.SUSPENDED, S.INPROGRESS): Action.RESUME_TASK,
+    (S.SUSPENDED, S.CANCELED): Action.CANCEL_TASK,
+    (S.COMPLETED, S.IDLE): Action.FORGET_TASK,
+}
+"""The application's action for each host-requested ``(from, to)`` of :data:`TRANSITIONS`."""
+
+
+def application_action(current: State, requested: State) -> Optional[Action]:
+    """What the application does for ``setState(requested)`` in ``current``; ``None`` when the table has no
+    such host-requested transition (the request is ignored or refused, see :func:`answer_set_state`)."""
+    if requested not in host_may_request(current):
+        return None
+    return APPLICATION_ACTIONS[(current, requested)]

@@ -58,9 +58,11 @@ class LaunchedApp:
         return self.log_path.read_text(errors="replace")
 
     def wait_reported(self, state: State, timeout: float = 15) -> None:
-        """Until the application has notified ``state`` to the host (collecting states and statuses)."""
+        """Until the application has notified ``state`` to the host (collecting states and statuses): it is
+        the last state reported, or one reported during this wait (a quick application may move on at once)."""
         deadline = time.monotonic() + timeout
-        while state.value not in self.reported[-1:]:
+        since = len(self.reported)
+        while state.value not in self.reported[-1:] and state.value not in self.reported[since:]:
             remaining = deadline - time.monotonic()
             assert remaining > 0, f"no {state} notification; reported {self.reported}; log:\n{self.log()}"
             events, self._after = self.admin.events(self.id, after=self._after, wait=min(remaining, 5),

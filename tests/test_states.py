@@ -80,3 +80,32 @@ def test_parse_state_is_case_insensitive_and_strict():
     assert parse_state(" inprogress ") is S.INPROGRESS
     with pytest.raises(ValueError, match="not a PS3.19 State"):
         parse_state("CANCELLED")
+
+
+# --- the application side (the hosted-application kit) ----------------------------------------------
+
+@pytest.mark.parametrize("current,requested", list(itertools.product([None, *State], State)))
+def test_an_application_answers_set_state_as_section_8_1_2_says(current, requested):
+    from hosting_service.states import SetStateAnswer, answer_set_state
+
+    answer = answer_set_state(current, requested)
+    if requested == current:
+        assert answer is SetStateAnswer.IGNORE and answer.result is True
+    elif current is not None and requested in HOST_REQUESTS[current]:
+        assert answer is SetStateAnswer.ACCEPT and answer.result is True
+    else:
+        assert answer is SetStateAnswer.REFUSE and answer.result is False
+
+
+def test_every_host_request_has_one_application_action():
+    from hosting_service.states import APPLICATION_ACTIONS, Action, application_action
+
+    requests = {(s, t) for s, targets in HOST_REQUESTS.items() for t in targets}
+    assert set(APPLICATION_ACTIONS) == requests
+    assert application_action(S.INPROGRESS, S.CANCELED) is application_action(S.SUSPENDED, S.CANCELED) \
+        is Action.CANCEL_TASK
+    assert application_action(S.IDLE, S.INPROGRESS) is Action.START_TASK
+    assert application_action(S.SUSPENDED, S.INPROGRESS) is Action.RESUME_TASK
+    assert application_action(S.COMPLETED, S.IDLE) is Action.FORGET_TASK
+    assert application_action(S.IDLE, S.EXIT) is Action.EXIT
+    assert application_action(S.CANCELED, S.IDLE) is None, "the application's own move, not the host's"

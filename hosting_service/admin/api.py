@@ -1,13 +1,12 @@
 """The admin API: a small JSON HTTP interface through which people, scripts and the orchestration manage
 instances (create, offer inputs, read state and events, end).
 
-It answers loopback clients only, unless ``DICOM_HOST_ADMIN_TOKEN`` is set; then every client must send
-``Authorization: Bearer <token>``, from wherever it is. Routes are listed in docs/ARCHITECTURE.md.
+Who may use it is decided in :mod:`hosting_service.admin.access`; bodies are read within bounds by
+:mod:`hosting_service.admin.body`, query parameters are checked against ranges here: every refusal is a
+4xx with a JSON ``{"error": ...}``. Routes are listed in docs/ARCHITECTURE.md.
 """
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
 import logging
 import math
@@ -16,8 +15,10 @@ import secrets
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Optional
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+from hosting_service.admin.access import AdminAccess
+from hosting_service.admin.body import read_json_object
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
@@ -30,7 +31,6 @@ log = logging.getLogger("dicom_host.admin")
 
 HOST_SERVICE_PATH = "HostService-20100825"
 APPLICATION_SERVICE_PATH = "ApplicationService-20100825"
-MAX_JSON_BODY = 4 << 20
 MAX_WAIT_SECONDS = 60.0
 _POLL_SECONDS = 0.002
 """How often a long poll looks at the store at first: a state change the orchestration just asked for is
@@ -40,19 +40,17 @@ _POLL_SECONDS_LATER = 0.02
 """After the first second, a waiting poll looks ten times less often: a task that runs for
 minutes costs the store 50 reads a second, not 500."""
 
-_ROUTE = re.compile(r"^/admin/instances(?:/(?P<id>[0-9a-f]{32})(?:/(?P<sub>[a-z-]+))?)?/?$")
+_ROUTE = re.compile(r"^/admin/instances(?:/(?P<id>[^/]{1,128})(?:/(?P<sub>[a-z-]+))?)?/?$")
+"""Any instance id is routed: an id that names no instance gets the store's 404 "no such instance"."""
+MAX_SEQ = (1 << 63) - 1
+"""Event sequence numbers are SQLite integers."""
+MAX_REASON = 1000
+MAX_KINDS = 32
 
 
 def new_token() -> str:
     """An unguessable URL-safe token: 192 bits from the OS's CSPRNG."""
     return secrets.token_urlsafe(24)
-
-
-def _is_loopback(address: Optional[str]) -> bool:
-    try:
-        return ipaddress.ip_address((address or "").split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 class _Reply(Exception):
@@ -70,6 +68,7 @@ class AdminApi:
         self.store = store
         self.settings = settings
         self.outputs = outputs
+        self.access = AdminAccess(settings)
 
     # --- WSGI -----------------------------------------------------------------------------------------
 
@@ -91,13 +90,9 @@ class AdminApi:
         return [payload]
 
     def _authorize(self, environ) -> None:
-        token = self.settings.admin_token
-        if token:
-            given = environ.get("HTTP_AUTHORIZATION", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                raise _Reply(401, {"error": "admin API: missing or wrong bearer token"})
-        elif not _is_loopback(environ.get("REMOTE_ADDR")):
-            raise _Reply(403, {"error": "admin API answers loopback clients only (set DICOM_HOST_ADMIN_TOKEN to allow others)"})
+        refusal = self.access.refusal(environ)
+        if refusal is not None:
+            raise _Reply(refusal[0], {"error": refusal[1]})
 
     def _dispatch(self, environ) -> tuple[int, Any]:
         match = _ROUTE.match(environ.get("PATH_INFO", ""))
@@ -107,17 +102,18 @@ class AdminApi:
         instance_id, sub = match["id"], match["sub"]
         query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         routes: dict[tuple[bool, Optional[str], str], Callable] = {
-            (False, None, "POST"): lambda: self.create(self._json(environ)),
+            (False, None, "POST"): lambda: self.create(read_json_object(environ)),
             (False, None, "GET"): lambda: (200, [self._describe(i) for i in
-                                                 self.store.list_instances(include_ended=query.get("all") == "1")]),
+                                                 self.store.list_instances(
+                                                     include_ended=_query_int(query, "all", 0, 0, 1) == 1)]),
             (True, None, "GET"): lambda: (200, self._describe(self.store.get_instance(instance_id), full=True)),
-            (True, None, "DELETE"): lambda: self.end(instance_id, query.get("reason") or "ended by the admin API"),
+            (True, None, "DELETE"): lambda: self.end(instance_id, _reason(query)),
             (True, "events", "GET"): lambda: self.events(instance_id, query),
-            (True, "events", "POST"): lambda: self.add_event(instance_id, self._json(environ)),
-            (True, "inputs", "POST"): lambda: self.offer_inputs(instance_id, self._json(environ)),
-            (True, "requested-state", "POST"): lambda: self.requested_state(instance_id, self._json(environ)),
+            (True, "events", "POST"): lambda: self.add_event(instance_id, read_json_object(environ)),
+            (True, "inputs", "POST"): lambda: self.offer_inputs(instance_id, read_json_object(environ)),
+            (True, "requested-state", "POST"): lambda: self.requested_state(instance_id, read_json_object(environ)),
             (True, "outputs", "GET"): lambda: self.announced_outputs(instance_id),
-            (True, "handback", "POST"): lambda: self.hand_back(instance_id, self._json(environ)),
+            (True, "handback", "POST"): lambda: self.hand_back(instance_id, read_json_object(environ)),
         }
         route = routes.get((instance_id is not None, sub, method))
         if route is None:
@@ -127,33 +123,10 @@ class AdminApi:
             raise _Reply(405, {"error": f"{method} not allowed here; use {', '.join(allowed)}"})
         return route()
 
-    @staticmethod
-    def _json(environ) -> dict:
-        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            # also what keeps a web page from posting here: browsers send JSON only after a CORS preflight
-            raise _Reply(415, {"error": "admin requests carry a JSON body: Content-Type: application/json"})
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise _Reply(400, {"error": "bad Content-Length"}) from None
-        if length > MAX_JSON_BODY:
-            raise _Reply(413, {"error": f"admin requests are limited to {MAX_JSON_BODY} bytes"})
-        raw = environ["wsgi.input"].read(length) if length else b""
-        if not raw.strip():
-            return {}
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise _Reply(400, {"error": f"request body is not JSON: {exc}"}) from None
-        if not isinstance(body, dict):
-            raise _Reply(400, {"error": "request body must be a JSON object"})
-        return body
-
     # --- routes ---------------------------------------------------------------------------------------
 
     def _describe(self, instance: Instance, *, full: bool = False) -> dict:
-        d = {
+        d: dict[str, Any] = {
             "id": instance.id,
             "hostURL": instance.host_url,
             "applicationURL": instance.application_url,
@@ -180,7 +153,7 @@ class AdminApi:
         app_url = body.get("applicationURL") or (
             f"http://127.0.0.1:{free_loopback_port()}/{APPLICATION_SERVICE_PATH}"
         )
-        if not isinstance(app_url, str) or not app_url.startswith(("http://", "https://")):
+        if not isinstance(app_url, str) or not _is_http_url(app_url):
             raise ClientError("applicationURL must be an http(s) URL")
         token = new_token()
         host_url = f"{self.settings.public_url_base}/{token}/{HOST_SERVICE_PATH}"
@@ -199,15 +172,11 @@ class AdminApi:
 
     def events(self, instance_id: str, query: dict) -> tuple[int, dict]:
         self.store.get_instance(instance_id)
-        try:
-            after = int(query.get("after", 0))
-            wait = float(query.get("wait", 0))
-            if not math.isfinite(wait) or wait < 0:
-                raise ValueError
-        except ValueError:
-            raise ClientError(f"after must be an integer and wait a number of seconds (up to {MAX_WAIT_SECONDS:g})") from None
-        wait = min(wait, MAX_WAIT_SECONDS)
+        after = _query_int(query, "after", 0, 0, MAX_SEQ)
+        wait = _query_seconds(query, "wait", MAX_WAIT_SECONDS)
         kinds = [k for k in query.get("kinds", "").split(",") if k] or None
+        if kinds and len(kinds) > MAX_KINDS:
+            raise ClientError(f"kinds lists at most {MAX_KINDS} event kinds")
         started = time.monotonic()
         deadline = started + wait
         while True:
@@ -255,6 +224,7 @@ class AdminApi:
         return 204, None
 
     def announced_outputs(self, instance_id: str) -> tuple[int, dict]:
+        self.store.get_instance(instance_id)
         announcements, last = self.store.announced_outputs(instance_id)
         return 200, {"announcements": [to_jsonable(a) for a in announcements], "lastData": last}
 
@@ -271,3 +241,41 @@ class AdminApi:
             except NotInOutputLocation:
                 pass
         return 200, {"returned": returned, "paths": paths}
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _query_int(query: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``[low, high]``; a 400 naming the range otherwise."""
+    if name not in query:
+        return default
+    text = query[name]
+    value = int(text) if re.fullmatch(r"[0-9]{1,30}", text) else low - 1  # int() would take "1_0", " 1"
+    if not low <= value <= high:
+        raise ClientError(f"{name} must be an integer from {low} to {high}, got {query[name][:40]!r}")
+    return value
+
+
+def _query_seconds(query: dict[str, str], name: str, high: float) -> float:
+    """A number of seconds from 0 (also the default); more than ``high`` is taken as ``high``."""
+    try:
+        value = float(query.get(name, 0))
+        if not math.isfinite(value) or value < 0:
+            raise ValueError
+    except ValueError:
+        raise ClientError(f"{name} must be a number of seconds (up to {high:g}), got {query[name][:40]!r}") from None
+    return min(value, high)
+
+
+def _reason(query: dict[str, str]) -> str:
+    reason = query.get("reason") or "ended by the admin API"
+    if len(reason) > MAX_REASON:
+        raise ClientError(f"reason is limited to {MAX_REASON} characters")
+    return reason

@@ -16,6 +16,7 @@ from hosting_service.store.base import (
     StoreError,
     UnknownInstance,
 )
+from hosting_service.store.permissions import private_dir
 from hosting_service.store.sqlite import SQLiteStore
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
 
 
 def open_store(settings: Settings) -> SQLiteStore:
+    """The deployment's store; the data dir is made private (mode 0700, see :mod:`.permissions`) first."""
     if settings.store_url and not settings.store_url.startswith("sqlite:///"):
         raise ValueError(f"DICOM_HOST_STORE: unsupported store {settings.store_url!r} (use sqlite:///PATH)")
+    private_dir(settings.data_dir)
     return SQLiteStore(settings.store_path)

@@ -26,6 +26,7 @@ from hosting_service.store.base import (
     NotificationResult,
     UnknownInstance,
 )
+from hosting_service.store.permissions import PRIVATE_DIR, private_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -88,7 +89,8 @@ class SQLiteStore:
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 30_000):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+        private_database(self.path)  # it holds tokens in clear
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._expiry_hooks: list = []
@@ -171,7 +173,7 @@ class SQLiteStore:
     def get_instance(self, instance_id: str) -> Instance:
         row = self._read().execute("SELECT * FROM instances WHERE id = ?", (instance_id,)).fetchone()
         if row is None:
-            raise UnknownInstance(f"no instance {instance_id!r}")
+            raise UnknownInstance(f"no such instance: {instance_id}")
         return self._instance(row)
 
     def instance_by_token(self, token: str) -> Instance:
@@ -187,7 +189,7 @@ class SQLiteStore:
     def _live(self, db: sqlite3.Connection, instance_id: str) -> sqlite3.Row:
         row = db.execute("SELECT * FROM instances WHERE id = ?", (instance_id,)).fetchone()
         if row is None:
-            raise UnknownInstance(f"no instance {instance_id!r}")
+            raise UnknownInstance(f"no such instance: {instance_id}")
         if row["ended_at"] is not None:
             raise InstanceEnded(f"instance {instance_id} has ended ({row['end_reason']})")
         return row
