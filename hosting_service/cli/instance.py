@@ -6,6 +6,8 @@ import json
 import sys
 
 from hosting_service.admin.client import AdminClient, AdminError
+from hosting_service.cli.exits import EXIT_SERVER, EXIT_USAGE
+from hosting_service.config import OUTPUT_SEMANTICS
 from hosting_service.model import to_jsonable
 
 
@@ -25,7 +27,7 @@ def add_parser(sub) -> None:
 
     c = action("create", "create an instance; prints id, hostURL, applicationURL", _create, with_id=False)
     c.add_argument("--application-url", help="where the application will serve (default: a free loopback port)")
-    c.add_argument("--output-semantics", choices=["directory", "file"], help="meaning of its output locations")
+    c.add_argument("--output-semantics", choices=OUTPUT_SEMANTICS, help="meaning of its output locations")
     c.add_argument("--label", help="a free-text label kept with the instance")
     ls = action("list", "list instances", lambda admin, args: admin.instances(include_ended=args.all), with_id=False)
     ls.add_argument("--all", action="store_true", help="include ended instances")
@@ -59,7 +61,6 @@ def _end(admin: AdminClient, args):
 
 
 def _run(handler, args) -> int:
-    from hosting_service.cli.main import EXIT_SERVER, EXIT_USAGE
 
     try:
         admin = AdminClient(args.server, token=args.admin_token)

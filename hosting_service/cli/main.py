@@ -1,8 +1,4 @@
-"""Entry point of ``dicom-host``.
-
-Exit codes are shared by every subcommand (``run`` adds its own for job outcomes):
-0 success, 2 bad usage or configuration, 3 the server or the admin API refused or could not be reached.
-"""
+"""Entry point of ``dicom-host`` (exit statuses: :mod:`hosting_service.cli.exits`)."""
 from __future__ import annotations
 
 import argparse
@@ -10,9 +6,7 @@ import sys
 from typing import Optional
 
 from hosting_service.cli import instance, run, serve
-
-EXIT_USAGE = 2
-EXIT_SERVER = 3
+from hosting_service.cli.exits import EXIT_INTERRUPTED
 
 SUBCOMMANDS = [serve, instance, run]
 
@@ -34,7 +28,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return args.handler(args) or 0
     except KeyboardInterrupt:
         print("dicom-host: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
