@@ -166,3 +166,13 @@ def test_the_runs_own_server_answers_only_the_run(tmp_path):
             AdminClient(server.url).instances()
         assert refused.value.status == 401
         assert AdminClient(server.url, token=server.admin_token).instances() == []
+
+
+def test_skipped_inputs_are_reported_without_a_terminal(host_server, series, tmp_path):
+    (tmp_path / "broken.dcm").write_bytes(b"not DICOM at all")
+    run = run_job(tmp_path / "out", "--app", MISBEHAVING_APP, "--input", str(series), str(tmp_path / "broken.dcm"),
+                  server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("dicom-host run: input skipped: ") and "broken.dcm" in line
+    assert "holds no DICOM data set" in line
