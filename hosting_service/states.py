@@ -44,10 +44,6 @@ class State(str, enum.Enum):
         return self.value
 
 
-NOT_STARTED: Optional[State] = None
-"""The application's state before its first ``notifyStateChanged`` (launched, not yet IDLE)."""
-
-
 class Trigger(str, enum.Enum):
     HOST = "host"  # the Host calls Application.setState(to); the application then notifies
     APP = "app"  # the application moves by itself and notifies
@@ -112,7 +108,8 @@ def is_legal_notification(source: Optional[State], target: State) -> bool:
 
 
 def host_may_request(source: Optional[State]) -> list[State]:
-    """States the Host may ask for with ``setState`` from ``source`` (SPEC-NOTES §4.3), in table order."""
+    """States the Host may ask for with ``setState`` from ``source`` (the rows of Table 7.2-2 the Host
+    triggers), in table order."""
     return [t.target for t in TRANSITIONS.values() if t.source == source and Trigger.HOST in t.triggers]
 
 
@@ -185,7 +182,7 @@ HOST_ACTIONS: dict[str, HostAction] = {
         _a("await-ready", None, (S.IDLE,), "PS3.19 §7.1: a launched application notifies IDLE when ready"),
         _a("start-task", S.INPROGRESS, (S.INPROGRESS,), "PS3.19 Table 7.2-2: IDLE -> INPROGRESS, Host requests"),
         # the application ends a task by itself; IDLE and EXIT are there for one that skips COMPLETED
-        # (XIP applications go COMPLETED -> IDLE by themselves, some leave with EXIT unasked: INTEROP-NOTES)
+        # (XIP applications go COMPLETED -> IDLE by themselves, some leave with EXIT unasked)
         _a("await-task-end", None, (S.COMPLETED, S.CANCELED, S.IDLE, S.EXIT),
            "PS3.19 Table 7.2-2: INPROGRESS -> COMPLETED or CANCELED, application"),
         _a("release-task", S.IDLE, (S.IDLE, S.EXIT),

@@ -1,5 +1,5 @@
-"""The PS3.19 state table (hosting_service.states) against the standard's Table 7.2-2, as SPEC-NOTES §4.3
-derives it. The expectations are written out here independently of the table under test."""
+"""The PS3.19 state table (hosting_service.states) against the standard's Table 7.2-2 and the preconditions of
+PS3.19 §8.2 and §8.3. The expectations are written out here independently of the tables under test."""
 import itertools
 
 import pytest

@@ -11,7 +11,7 @@ then per task:
 5. receive its outputs (:class:`~hosting_service.orchestration.retrieval.Retrieval`);
 6. SetState(IDLE), wait for IDLE.
 
-Real applications misbehave (INTEROP-NOTES): XIP ones go COMPLETED -> IDLE by themselves, some leave with
+Real applications misbehave: XIP ones go COMPLETED -> IDLE by themselves, some leave with
 EXIT unasked after their last task, some cancel after a FATALERROR status; each is accepted or judged here.
 """
 from __future__ import annotations
@@ -91,7 +91,7 @@ class TaskRun:
 
     def release(self) -> None:
         """SetState(IDLE) once the outputs are received; leaving (EXIT) unasked is accepted after the last
-        task only (INTEROP-NOTES 7)."""
+        task only (XIP applications do so)."""
         try:
             reached, _ = self.app.act(JOB_STEPS["outputs-taken"], self.job.options.state_timeout, "IDLE")
         except AppEnded:

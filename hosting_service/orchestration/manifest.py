@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 from hosting_service.model import ObjectDescriptor, ObjectLocator, Patient, Series, Study
 
-MANIFEST_NAME = "manifest.json"  # one of naming.RESERVED
+MANIFEST_NAME = "manifest.json"
 FORMAT = "dicom-host-run/1"
 
 

@@ -27,13 +27,13 @@ import traceback
 from typing import Optional
 
 from hosting_service.admin.client import AdminClient, AdminError
-from hosting_service.orchestration.applog import AppLog
+from hosting_service.orchestration.applog import APP_LOG_NAME, AppLog
 from hosting_service.orchestration.conversation import Application
 from hosting_service.orchestration.destination import Destination, DestinationError
 from hosting_service.orchestration.driver import TaskRun, await_ready
 from hosting_service.orchestration.feed import EventFeed
 from hosting_service.orchestration.job import OWN_EVENT_KINDS, Job
-from hosting_service.orchestration.manifest import Manifest
+from hosting_service.orchestration.manifest import MANIFEST_NAME, Manifest
 from hosting_service.orchestration.options import RunOptions
 from hosting_service.orchestration.outcome import JobFailure, Outcome, Result
 from hosting_service.orchestration.process import AppProcess, LaunchError, application_argv
@@ -43,7 +43,6 @@ from hosting_service.orchestration.server import EmbeddedServer, ServerStartErro
 from hosting_service.orchestration.tasks import Task, split_tasks
 from hosting_service.orchestration.winddown import wind_down
 
-APP_LOG = "app.log"  # one of naming.RESERVED
 SHOWN_INPUT_PROBLEMS = 20
 """Input problems shown one by one while the run goes; all of them are in the manifest."""
 
@@ -127,7 +126,7 @@ class Runner:
         job = Job(o, self.reporter, admin, instance, manifest, feed, destination.folder, self.cancel_requested)
         self.reporter.emit("instance", manifest.instance)
         app_log = AppLog(self._admin_client(server_url, token), job.instance_id, self.reporter,
-                         destination.folder / APP_LOG)
+                         destination.folder / APP_LOG_NAME)
         app: Optional[Application] = None
         retrieval: Optional[Retrieval] = None
         try:
@@ -162,14 +161,14 @@ class Runner:
         if outcome.result is Result.COMPLETED:
             destination.complete()
         if app is not None:
-            outcome.app_log = destination.folder / APP_LOG
+            outcome.app_log = destination.folder / APP_LOG_NAME
         return outcome
 
     def _summary(self, total: Received, destination: Destination) -> str:
         text = f"{total.received} object{'s' if total.received != 1 else ''} in {destination.final}"
         if total.refused:
             text += (f"; {total.refused} refused (outside the instance's output locations: see the warnings in "
-                     f"{destination.final / 'manifest.json'})")
+                     f"{destination.final / MANIFEST_NAME})")
         return text
 
     def _launch(self, job: Job, app_log: AppLog) -> Application:
