@@ -104,6 +104,7 @@ def test_server_unreachable(series, tmp_path):
                   server="http://127.0.0.1:9")  # the discard port: nothing listens there
     assert run.returncode == EXIT_SERVER, run.describe()
     assert "unreachable" in one_line(run.stderr)
+    assert not (tmp_path / "out").exists()  # the folder it created for nothing is gone
 
 
 def test_live_progress_on_a_terminal_and_quiet_otherwise(host_server, series, tmp_path):

@@ -43,11 +43,13 @@ def _kind(path: Path) -> str:
 
 
 class Destination:
-    def __init__(self, final: Path, folder: Path):
+    def __init__(self, final: Path, folder: Path, *, created: bool):
         self.final = final
         """The folder the user named."""
         self.folder = folder
         """Where this run writes: ``final`` itself, or the sibling that replaces it once the run completed."""
+        self.created = created
+        """Whether this run created :attr:`folder` (and may remove it while it is empty)."""
 
     @property
     def replacing(self) -> bool:
@@ -63,7 +65,7 @@ class Destination:
             if not os.access(path, os.W_OK | os.X_OK):
                 raise DestinationError(f"--output {path}: cannot write in this folder (permission denied)")
             if not any(path.iterdir()):
-                return cls(path, path)
+                return cls(path, path, created=False)
             if not _written_by_dicom_host(path):
                 raise DestinationError(f"--output {path} is not empty and holds no results of an earlier "
                                        "dicom-host run; give a new or empty folder")
@@ -74,15 +76,27 @@ class Destination:
             folder.mkdir(parents=True)
         except OSError as exc:
             raise DestinationError(f"cannot create --output {folder}: {exc.strerror or exc}") from None
-        return cls(path, folder)
+        return cls(path, folder, created=True)
 
-    def complete(self) -> Path:
-        """The run completed: its folder takes the place of the earlier results. Where the results are."""
+    def complete(self) -> None:
+        """The run completed: its folder takes the place of the earlier results (:attr:`folder` is then
+        :attr:`final`); :class:`DestinationError` if that cannot be done (the results stay in :attr:`folder`)."""
         if not self.replacing:
-            return self.final
+            return
         aside = self.final.with_name(f".{self.final.name}.replaced-{os.getpid()}")
-        os.rename(self.final, aside)
-        os.rename(self.folder, self.final)
+        try:
+            os.rename(self.final, aside)
+        except OSError as exc:
+            raise DestinationError(f"the earlier results in {self.final} could not be moved aside "
+                                   f"({exc.strerror or exc}); the new ones are in {self.folder}") from None
+        os.rename(self.folder, self.final)  # the name is free and in the same folder: cannot fail but for EIO
         shutil.rmtree(aside, ignore_errors=True)
         self.folder = self.final
-        return self.final
+
+    def abandon(self) -> None:
+        """The run ended before writing anything: remove the folder it created for nothing."""
+        if self.created:
+            try:
+                self.folder.rmdir()  # only while empty
+            except OSError:
+                pass

@@ -59,6 +59,7 @@ class Runner:
 
     def run(self) -> Outcome:
         """Run the job; never raises for anything the application, the server or the user does."""
+        destination: Optional[Destination] = None
         try:
             destination = self._check_usage()
             with contextlib.ExitStack() as stack:
@@ -72,6 +73,8 @@ class Runner:
             outcome = failure.outcome
         except KeyboardInterrupt:
             outcome = Outcome(Result.CANCELED, "interrupted before the application was launched")
+        if destination is not None and outcome.result is not Result.COMPLETED:
+            destination.abandon()
         self.reporter.emit("outcome", {"result": outcome.result.value, "reason": outcome.reason})
         return outcome
 
@@ -159,7 +162,11 @@ class Runner:
             if closable is not None:
                 closable.close()
         if outcome.result is Result.COMPLETED:
-            destination.complete()
+            try:
+                destination.complete()
+            except DestinationError as exc:
+                outcome.reason += f"; but {exc}"
+                self.reporter.emit("host-warning", {"message": str(exc)})
         if app is not None:
             outcome.app_log = destination.folder / APP_LOG_NAME
         return outcome
