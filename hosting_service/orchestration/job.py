@@ -22,7 +22,7 @@ from hosting_service.orchestration.progress import Reporter
 
 T = TypeVar("T")
 
-OWN_EVENT_KINDS = ("run", "task", "retrieved", "refused", "log", "notice", "outcome")
+OWN_EVENT_KINDS = ("run", "task", "retrieved", "log", "notice", "outcome")
 """Events the runner adds to the instance history itself (the feed does not report them twice)."""
 
 
