@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,11 +16,16 @@ import pytest
 from hosting_service.admin.client import AdminClient
 from hosting_service.dicom.samples import write_sample_series
 from run_harness import (
+    ENV,
     EXIT_APP_FAILED,
     EXIT_CANCELED,
     EXIT_TIMEOUT,
+    FAST,
     MISBEHAVING_APP,
     PYTHON,
+    REPO,
+    Run,
+    dicom_host_run,
     process_gone,
     read_events_until,
     run_job,
@@ -233,10 +239,16 @@ def test_outputs_from_the_applications_own_endpoint_are_read(host_server, series
     check_inputs_arrived_intact(run, series)
 
 
-def test_trust_app_uris_reads_outputs_from_anywhere_and_notes_it(host_server, series, tmp_path):
+@pytest.mark.parametrize("opt_in", ["option", "setting"])
+def test_trust_app_uris_reads_outputs_from_anywhere_and_notes_it(host_server, series, tmp_path, opt_in):
     """The documented opt-in for trusted applications on the same machine: the old behaviour."""
-    run = run_job(tmp_path / "out", "--app", elsewhere_app(tmp_path, "file"), "--trust-app-uris", "--input",
-                  str(series), server=host_server.url)
+    args = ["--app", elsewhere_app(tmp_path, "file"), "--input", str(series), "--server", host_server.url]
+    if opt_in == "option":
+        run = run_job(tmp_path / "out", "--trust-app-uris", *args)
+    else:
+        done = subprocess.run(dicom_host_run("--output", str(tmp_path / "out"), *FAST, *args), capture_output=True,
+                              text=True, timeout=90, cwd=REPO, env={**ENV, "DICOM_HOST_TRUST_APP_URIS": "1"})
+        run = Run(done.returncode, done.stdout, done.stderr, tmp_path / "out")
     assert run.returncode == 0, run.describe()
     assert any("outside this instance's output locations" in n["message"] for n in run.kinds("notice"))
     assert run.manifest["outputs"][0]["status"] == "received"
