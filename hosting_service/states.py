@@ -7,7 +7,7 @@ Everything the host knows about legal states lives in the two tables of this mod
 * :data:`PRECONDITIONS`, the "shall only be called if the Hosted Application is at ..." sentences of
   PS3.19 §8.2 and §8.3: in which states of the application each HostService operation may be called.
 
-and, built on them, the rules the host acts by:
+Beside them, and built on them, the rules the host acts by:
 
 * :data:`RELEASING_STATES`, the states on whose notification data references lapse and output locations
   close (§8.2.3, §8.3.2);
