@@ -177,3 +177,10 @@ def test_skipped_inputs_are_reported_without_a_terminal(host_server, series, tmp
     (line,) = run.stderr.splitlines()
     assert line.startswith("dicom-host run: input skipped: ") and "broken.dcm" in line
     assert "holds no DICOM data set" in line
+
+
+def test_help_is_plain_text():
+    done = subprocess.run([sys.executable, "-m", "hosting_service.cli.main", "run", "--help"], capture_output=True,
+                          text=True, env=ENV, cwd=REPO, timeout=60)
+    assert done.returncode == 0 and "--trust-app-uris" in done.stdout
+    assert "``" not in done.stdout and ":mod:" not in done.stdout

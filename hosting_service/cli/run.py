@@ -1,10 +1,10 @@
-"""``dicom-host run``: run a hosted application on DICOM inputs and collect its results.
+"""dicom-host run: run a hosted application on DICOM inputs and collect its results.
 
     dicom-host run --app "COMMAND [ARGS]" --input FILE_OR_FOLDER... --output DIR [-- APP_ARGS...]
 
-The application is started as ``COMMAND [ARGS] --hostURL U1 --applicationURL U2 [APP_ARGS]`` (no shell is
-involved), given the inputs in one task (or one per patient, study or series with ``--task-per``), and its
-results are written to DIR with a manifest.json. Without ``--server`` a Hosting System server is started on
+The application is started as "COMMAND [ARGS] --hostURL U1 --applicationURL U2 [APP_ARGS]" (no shell is
+involved), given the inputs in one task (or one per patient, study or series with --task-per), and its
+results are written to DIR with a manifest.json. Without --server a Hosting System server is started on
 a free loopback port for the length of the run.
 
 DIR may be new, empty, or the folder of an earlier run (it holds that run's manifest.json): the new results
