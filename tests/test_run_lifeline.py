@@ -51,7 +51,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process tree from /proc")
 def test_killed_run_leaves_no_process_behind(series, tmp_path):
-    job = start_job(tmp_path / "out", "--app", f"{MISBEHAVING_APP} --process-seconds 60", "--input", str(series))
+    job = start_job(tmp_path / "out", "--app", f"{MISBEHAVING_APP} --process-seconds 60", "--input", str(series),
+                    "--data-dir", str(tmp_path / "server"))  # a killed run cannot remove a temporary one
     try:
         events = read_events_until(job, "state", to="INPROGRESS")
         app_pid = next(e["data"]["pid"] for e in events if e["kind"] == "run")
