@@ -46,6 +46,11 @@ def _choice(*options: str):
     return parse
 
 
+OUTPUT_SEMANTICS = ("directory", "file")
+"""What an output location URI names: a folder (the URI ends in ``/``) or one file (XIP's RECIST)."""
+DIRECTORY_SEMANTICS, FILE_SEMANTICS = OUTPUT_SEMANTICS
+
+
 def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
@@ -82,7 +87,7 @@ class Settings:
     ``http`` when applications do not share the host's filesystem."""
 
     output_semantics: str = field(
-        default="directory", metadata={"env": "OUTPUT_SEMANTICS", "parse": _choice("directory", "file")}
+        default=DIRECTORY_SEMANTICS, metadata={"env": "OUTPUT_SEMANTICS", "parse": _choice(*OUTPUT_SEMANTICS)}
     )
     """Default meaning of an output location: a directory (the URI ends in ``/``) or a single file
     (XIP's RECIST treats it so). Overridable per instance."""
@@ -112,6 +117,11 @@ class Settings:
 
     soap_max_items: int = field(default=5_000, metadata={"env": "SOAP_MAX_ITEMS", "parse": int})
     """Most items accepted in any one array of a SOAP request (``ArrayOfUUID``, ``ArrayOfObjectDescriptor``...)."""
+
+    trust_app_uris: bool = field(default=False, metadata={"env": "TRUST_APP_URIS", "parse": _bool})
+    """``dicom-host run``: read an application's outputs from any file:, http: or https: URI it hands back
+    (``--trust-app-uris``), for trusted applications on the same machine. Unset: only from the instance's
+    own output locations and the application's own endpoint; anything else is refused with a warning."""
 
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""

@@ -4,7 +4,7 @@ the host reading an application's outputs, an application reading the host's inp
 ``URI`` is "typically but not limited to a file"; the reader takes ``Length`` bytes from ``Offset``.
 ``file:`` URIs are read from disk (RFC 8089 forms and CTK's ``file:////abs``; a URI naming another host is
 refused, not read locally); ``http:`` and ``https:`` ones with a ``Range`` request, or a whole GET whose
-body is sliced when the server ignores ranges. A ``Length`` of 0 or less means "to the end of the resource"
+body is sliced when the server ignores ranges; redirects are not followed. A ``Length`` of 0 or less means "to the end of the resource"
 (QtSoap-era peers had no ``long`` and sent truncated values). Bytes come as a stream of chunks, never held
 whole unless the caller asks for them whole.
 """
@@ -79,7 +79,10 @@ def _http_chunks(uri: str, offset: int, length: int, session, timeout: float) ->
     if ranged:
         headers["Range"] = f"bytes={offset}-{offset + length - 1 if length > 0 else ''}"
     try:
-        response = (session or requests).get(uri, headers=headers, stream=True, timeout=timeout)
+        # never to another address than the one named: a peer's redirect must not lead the reader to what
+        # the peer could not name itself (the host's admin API, another service on its loopback)
+        response = (session or requests).get(uri, headers=headers, stream=True, timeout=timeout,
+                                             allow_redirects=False)
     except requests.RequestException as exc:
         raise UnreadableObject(f"{uri}: {exc}") from None
     with response:
@@ -87,6 +90,8 @@ def _http_chunks(uri: str, offset: int, length: int, session, timeout: float) ->
             skip = 0  # the server sent exactly the range
         elif response.status_code == 200:
             skip = offset  # the server ignored the range: slice the whole body
+        elif response.is_redirect:
+            raise UnreadableObject(f"{uri}: HTTP {response.status_code} {response.reason} (redirects are not followed)")
         else:
             raise UnreadableObject(f"{uri}: HTTP {response.status_code} {response.reason}")
         remaining = length if length > 0 else None

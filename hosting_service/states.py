@@ -7,9 +7,21 @@ Everything the host knows about legal states lives in the two tables of this mod
 * :data:`PRECONDITIONS`, the "shall only be called if the Hosted Application is at ..." sentences of
   PS3.19 §8.2 and §8.3: in which states of the application each HostService operation may be called.
 
-The store uses them to judge notifications, the wire layer to refuse out-of-state calls, the
-orchestration to decide what it may ask of an application, and the error messages and the tests quote
-them. Nothing else in the project spells out a state rule.
+Beside them, and built on them, the rules the host acts by:
+
+* :data:`RELEASING_STATES`, the states on whose notification data references lapse and output locations
+  close (§8.2.3, §8.3.2);
+* :data:`HOST_ACTIONS`, what the host does to move an application along (ask with SetState, or wait), each
+  with the states that settle it, as pynetdicom's ``fsm.py`` keeps its actions beside its transition table;
+* :data:`JOB_STEPS` and :data:`WIND_DOWN`, which action the orchestration takes at each step of a job and,
+  whatever went wrong, in each state on the way to EXIT;
+* :func:`next_on_way`, the next row of the table on the way from one state to another (for an application
+  kit walking to the state the host asked for).
+
+The store uses them to judge notifications and close output locations, the wire layer to refuse
+out-of-state calls, the orchestration to decide what it asks of an application and what it waits for, and
+the error messages quote them. Nothing else in the project spells out a state rule. (The tests write their
+expectations out independently: a test that read them from these tables could not fail.)
 """
 from __future__ import annotations
 
@@ -30,10 +42,6 @@ class State(str, enum.Enum):
 
     def __str__(self) -> str:  # so f-strings and logs show IDLE, not State.IDLE
         return self.value
-
-
-NOT_STARTED: Optional[State] = None
-"""The application's state before its first ``notifyStateChanged`` (launched, not yet IDLE)."""
 
 
 class Trigger(str, enum.Enum):
@@ -100,7 +108,8 @@ def is_legal_notification(source: Optional[State], target: State) -> bool:
 
 
 def host_may_request(source: Optional[State]) -> list[State]:
-    """States the Host may ask for with ``setState`` from ``source`` (SPEC-NOTES §4.3), in table order."""
+    """States the Host may ask for with ``setState`` from ``source`` (the rows of Table 7.2-2 the Host
+    triggers), in table order."""
     return [t.target for t in TRANSITIONS.values() if t.source == source and Trigger.HOST in t.triggers]
 
 
@@ -117,6 +126,94 @@ def describe_notification(source: Optional[State], target: State) -> str:
         f"{src} -> {target} is not a transition of PS3.19 Table 7.2-2 "
         f"(from {src} the table allows: {', '.join(legal) or 'nothing'}); the application's report is taken as the truth"
     )
+
+
+def next_on_way(source: Optional[State], target: State) -> Optional[Transition]:
+    """The first row of the shortest way through :data:`TRANSITIONS` from ``source`` to ``target`` (rows
+    tried in table order, so a host-requested CANCELED comes before waiting for COMPLETED); ``None`` when
+    ``source`` is ``target`` or the table has no way there."""
+    if source == target:
+        return None
+    first: dict[Optional[State], Transition] = {}
+    frontier: list[Optional[State]] = [source]
+    seen: set[Optional[State]] = {source}
+    while frontier:
+        following: list[Optional[State]] = []
+        for state in frontier:
+            for row in TRANSITIONS.values():
+                if row.source != state or row.target in seen:
+                    continue
+                seen.add(row.target)
+                first[row.target] = row if state == source else first[state]
+                if row.target == target:
+                    return first[row.target]
+                following.append(row.target)
+        frontier = following
+    return None
+
+
+RELEASING_STATES: frozenset[State] = frozenset({S.IDLE, S.EXIT})
+"""On entering these, the application's data references are released and its output locations close
+(PS3.19 §8.2.3: an output location is active in any state but IDLE or EXIT; §8.3.2: at IDLE the host may
+release data)."""
+
+
+# --- What the host does to move an application along (orchestration) --------------------------------
+
+
+@dataclass(frozen=True)
+class HostAction:
+    """One thing the host does: ask with SetState(``request``), or only wait (``request`` is ``None``),
+    until the application reports one of ``settles``."""
+
+    name: str
+    request: Optional[State]
+    settles: frozenset[State]
+    cite: str
+
+
+def _a(name: str, request: Optional[State], settles, cite: str) -> HostAction:
+    return HostAction(name, request, frozenset(settles), cite)
+
+
+HOST_ACTIONS: dict[str, HostAction] = {
+    a.name: a
+    for a in (
+        _a("await-ready", None, (S.IDLE,), "PS3.19 §7.1: a launched application notifies IDLE when ready"),
+        _a("start-task", S.INPROGRESS, (S.INPROGRESS,), "PS3.19 Table 7.2-2: IDLE -> INPROGRESS, Host requests"),
+        # the application ends a task by itself; IDLE and EXIT are there for one that skips COMPLETED
+        # (XIP applications go COMPLETED -> IDLE by themselves, some leave with EXIT unasked)
+        _a("await-task-end", None, (S.COMPLETED, S.CANCELED, S.IDLE, S.EXIT),
+           "PS3.19 Table 7.2-2: INPROGRESS -> COMPLETED or CANCELED, application"),
+        _a("release-task", S.IDLE, (S.IDLE, S.EXIT),
+           "PS3.19 Table 7.2-2: COMPLETED -> IDLE, Host has captured the outputs"),
+        _a("cancel", S.CANCELED, (S.CANCELED, S.IDLE),
+           "PS3.19 Table 7.2-2: INPROGRESS/SUSPENDED -> CANCELED, Host requests"),
+        _a("await-idle", None, (S.IDLE,), "PS3.19 Table 7.2-2: CANCELED -> IDLE, application released its resources"),
+        _a("exit", S.EXIT, (S.EXIT,), "PS3.19 Table 7.2-2: IDLE -> EXIT, Host requests termination"),
+    )
+}
+"""The host's actions, each with the notifications that settle it."""
+
+JOB_STEPS: dict[str, HostAction] = {
+    "startup": HOST_ACTIONS["await-ready"],
+    "task": HOST_ACTIONS["start-task"],
+    "task-end": HOST_ACTIONS["await-task-end"],
+    "outputs-taken": HOST_ACTIONS["release-task"],
+}
+"""The actions of one job, in order: wait for the first IDLE; per task, ask for INPROGRESS, wait for the
+task's end, and once the outputs are received ask for IDLE (PS3.19 §6.3)."""
+
+WIND_DOWN: dict[State, HostAction] = {
+    S.IDLE: HOST_ACTIONS["exit"],
+    S.INPROGRESS: HOST_ACTIONS["cancel"],
+    S.SUSPENDED: HOST_ACTIONS["cancel"],
+    S.COMPLETED: HOST_ACTIONS["release-task"],
+    S.CANCELED: HOST_ACTIONS["await-idle"],
+}
+"""Bringing an application down from any state it can be in, by the legal paths of Table 7.2-2 only
+(INPROGRESS -> CANCELED -> IDLE -> EXIT, COMPLETED -> IDLE -> EXIT); EXIT and "not started" have no entry:
+there is nothing to ask of it, only its process to end."""
 
 
 # --- Preconditions of the HostService operations (PS3.19 §8.2, §8.3) ---------------------------------

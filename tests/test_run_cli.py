@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import json
 import os
 import pty
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hosting_service.dicom.samples import write_sample_series
-from run_harness import ENV, EXIT_SERVER, EXIT_USAGE, MISBEHAVING_APP, REPO, run_job
+from run_harness import ENV, EXIT_APP_FAILED, EXIT_SERVER, EXIT_USAGE, MISBEHAVING_APP, REPO, run_job
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +48,55 @@ def test_bad_usage(host_server, series, tmp_path, args, reason):
     assert reason in run.stderr.strip().splitlines()[-1]  # argparse shows the usage above its one line
 
 
-def test_output_folder_must_be_new_or_empty(host_server, series, tmp_path):
+def test_output_folder_of_something_else_is_refused(host_server, series, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("earlier results")
     run = run_job(tmp_path / "out", "--app", MISBEHAVING_APP, "--input", str(series), server=host_server.url)
     assert run.returncode == EXIT_USAGE
-    assert "is not an empty folder" in one_line(run.stderr)
-    assert (tmp_path / "out" / "keep.txt").read_text() == "earlier results"
+    assert "is not empty and holds no results of an earlier dicom-host run" in one_line(run.stderr)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+@pytest.mark.parametrize("make, says", [
+    (lambda p: p.write_text("a file"), "is a file"),
+    (lambda p: p.symlink_to(p.parent), "is a symbolic link"),
+])
+def test_output_that_is_not_a_folder_is_named_for_what_it_is(host_server, series, tmp_path, make, says):
+    make(tmp_path / "out")
+    run = run_job(tmp_path / "out", "--app", MISBEHAVING_APP, "--input", str(series), server=host_server.url)
+    assert run.returncode == EXIT_USAGE
+    assert says in one_line(run.stderr)
+
+
+def test_output_that_cannot_be_created_is_a_usage_error(host_server, series, tmp_path):
+    (tmp_path / "file").write_text("a file")
+    run = run_job(tmp_path / "file" / "out", "--app", MISBEHAVING_APP, "--input", str(series),
+                  server=host_server.url)
+    assert run.returncode == EXIT_USAGE, run.describe()
+    assert "cannot create --output" in one_line(run.stderr)
+
+
+def test_the_same_command_runs_again_and_replaces_its_results(host_server, series, tmp_path):
+    first = run_job(tmp_path / "results", "--app", MISBEHAVING_APP, "--input", str(series), server=host_server.url)
+    assert first.returncode == 0, first.describe()
+    first_id = first.manifest["instance"]["id"]
+    again = run_job(tmp_path / "results", "--app", MISBEHAVING_APP, "--input", str(series), server=host_server.url)
+    assert again.returncode == 0, again.describe()
+    assert again.manifest["instance"]["id"] != first_id
+    (entry,) = again.manifest["outputs"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(["app.log", "manifest.json",
+                                                                              entry["file"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # nothing left beside it
+
+    failed = run_job(tmp_path / "results", "--app", f"{MISBEHAVING_APP} --fail", "--input", str(series),
+                     server=host_server.url)
+    assert failed.returncode == EXIT_APP_FAILED, failed.describe()
+    assert (tmp_path / "results" / "manifest.json").read_text() == json.dumps(again.manifest, indent=2) + "\n"
+    (kept,) = [p for p in tmp_path.iterdir() if p.name != "results"]
+    assert kept.name.startswith("results.run-") and (kept / "app.log").is_file()
+    assert json.loads((kept / "manifest.json").read_text())["outcome"]["result"] == "app-failed"
+    assert str(kept / "app.log") in failed.stderr
 
 
 def test_server_unreachable(series, tmp_path):
@@ -61,6 +104,7 @@ def test_server_unreachable(series, tmp_path):
                   server="http://127.0.0.1:9")  # the discard port: nothing listens there
     assert run.returncode == EXIT_SERVER, run.describe()
     assert "unreachable" in one_line(run.stderr)
+    assert not (tmp_path / "out").exists()  # the folder it created for nothing is gone
 
 
 def test_live_progress_on_a_terminal_and_quiet_otherwise(host_server, series, tmp_path):
@@ -123,3 +167,20 @@ def test_the_runs_own_server_answers_only_the_run(tmp_path):
             AdminClient(server.url).instances()
         assert refused.value.status == 401
         assert AdminClient(server.url, token=server.admin_token).instances() == []
+
+
+def test_skipped_inputs_are_reported_without_a_terminal(host_server, series, tmp_path):
+    (tmp_path / "broken.dcm").write_bytes(b"not DICOM at all")
+    run = run_job(tmp_path / "out", "--app", MISBEHAVING_APP, "--input", str(series), str(tmp_path / "broken.dcm"),
+                  server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    (line,) = run.stderr.splitlines()
+    assert line.startswith("dicom-host run: input skipped: ") and "broken.dcm" in line
+    assert "holds no DICOM data set" in line
+
+
+def test_help_is_plain_text():
+    done = subprocess.run([sys.executable, "-m", "hosting_service.cli.main", "run", "--help"], capture_output=True,
+                          text=True, env=ENV, cwd=REPO, timeout=60)
+    assert done.returncode == 0 and "--trust-app-uris" in done.stdout
+    assert "``" not in done.stdout and ":mod:" not in done.stdout

@@ -7,6 +7,7 @@ import hashlib
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,11 +16,16 @@ import pytest
 from hosting_service.admin.client import AdminClient
 from hosting_service.dicom.samples import write_sample_series
 from run_harness import (
+    ENV,
     EXIT_APP_FAILED,
     EXIT_CANCELED,
     EXIT_TIMEOUT,
+    FAST,
     MISBEHAVING_APP,
     PYTHON,
+    REPO,
+    Run,
+    dicom_host_run,
     process_gone,
     read_events_until,
     run_job,
@@ -46,9 +52,13 @@ def check_inputs_arrived_intact(run, series: Path) -> None:
 
 
 def one_line_reason(run) -> str:
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in run.stderr, run.stderr
-    return lines[0]
+    """The failure's one-line reason; under it only the pointer to app.log and its last lines (indented)."""
+    reason, *below = run.stderr.strip().splitlines()
+    assert "Traceback" not in reason, run.stderr
+    app_log = str(run.output / "app.log")
+    assert below and app_log in below[0], f"app.log is not named under the failure:\n{run.stderr}"
+    assert all(line.startswith("  | ") for line in below[1:]), run.stderr
+    return reason
 
 
 def test_ctk_style_application(host_server, series, tmp_path):
@@ -121,33 +131,127 @@ sys.exit(LeavesOnceItsOutputsAreTaken.main())
 """
 
 
-KEEPS_ITS_OUTPUTS_ELSEWHERE = """
-import shutil, sys, tempfile
+POINTS_ITS_OUTPUTS_ELSEWHERE = """
+import sys, tempfile, urllib.parse
 from pathlib import Path
 from client.examples.misbehaving_app import MisbehavingApp
 from hosting_service.located import read_located
 
-class KeepsItsOutputsElsewhere(MisbehavingApp):
+ELSEWHERE = {elsewhere!r}  # "file": a copy in a folder of its own; "own-endpoint": served by this app; else a URL
+
+class PointsItsOutputsElsewhere(MisbehavingApp):
+    copies = {{}}
+
     def GetData(self, objects=None, acceptableTransferSyntaxes=None, includeBulkData=True):
         locators = super().GetData(objects, acceptableTransferSyntaxes, includeBulkData)
-        own = Path(tempfile.mkdtemp(prefix="own-outputs-"))
-        for locator in locators:  # a copy in a folder of its own, outside the host's output locations
-            copy = own / "copy.bin"
-            copy.write_bytes(read_located(locator.URI, locator.Offset, locator.Length))
-            locator.URI, locator.Offset = copy.as_uri(), 0
+        for n, locator in enumerate(locators):
+            data = read_located(locator.URI, locator.Offset, locator.Length)
+            if ELSEWHERE == "file":
+                copy = Path(tempfile.mkdtemp(prefix="own-outputs-")) / "copy.bin"
+                copy.write_bytes(data)
+                locator.URI = copy.as_uri()
+            elif ELSEWHERE == "own-endpoint":
+                self.copies[f"/copy-{{n}}"] = data
+                parts = urllib.parse.urlsplit(self.options.applicationURL)
+                locator.URI = f"{{parts.scheme}}://{{parts.netloc}}/copy-{{n}}"
+            else:
+                locator.URI = ELSEWHERE
+            locator.Offset = 0
         return locators
 
-sys.exit(KeepsItsOutputsElsewhere.main())
+    def endpoint_app(self):
+        soap = super().endpoint_app()
+
+        def app(environ, start_response):
+            copy = self.copies.get(environ["PATH_INFO"]) if environ["REQUEST_METHOD"] == "GET" else None
+            if copy is None:
+                return soap(environ, start_response)
+            start_response("200 OK", [("Content-Length", str(len(copy)))])
+            return [copy]
+
+        return app
+
+sys.exit(PointsItsOutputsElsewhere.main())
 """
 
 
-def test_outputs_outside_the_output_locations_are_read_and_noted(host_server, series, tmp_path):
-    """PS3.19 lets a URI point anywhere ("typically but not limited to a file"); the host reads it, and says so."""
+def elsewhere_app(tmp_path: Path, elsewhere: str) -> str:
     app = tmp_path / "elsewhere.py"
-    app.write_text(KEEPS_ITS_OUTPUTS_ELSEWHERE)
-    run = run_job(tmp_path / "out", "--app", f"{PYTHON} {app}", "--input", str(series), server=host_server.url)
+    app.write_text(POINTS_ITS_OUTPUTS_ELSEWHERE.format(elsewhere=elsewhere))
+    return f"{PYTHON} {app}"
+
+
+@pytest.fixture
+def third_party(tmp_path):
+    """A service on the host's loopback that is not the application's (as the admin API would be)."""
+    import http.server
+    import threading
+
+    class Secret(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Secret)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/tokens"
+    server.shutdown()
+    server.server_close()
+
+
+def check_refused(run) -> None:
+    assert run.returncode == 0, run.describe()
+    (entry,) = run.manifest["outputs"]
+    assert entry["status"] == "refused" and entry["file"] is None
+    assert sorted(p.name for p in run.output.iterdir()) == ["app.log", "manifest.json"]  # nothing read
+    (warning,) = [w for w in run.manifest["warnings"] if w.get("source") == "dicom-host run"]
+    assert "refused" in warning["message"] and entry["uri"] in warning["message"]
+    assert "refused" in run.stderr  # shown without a terminal too
+    assert "1 refused" in run.kinds("outcome")[0]["reason"]
+
+
+def test_outputs_from_a_file_outside_the_output_locations_are_refused(host_server, series, tmp_path):
+    """An application may point a locator at any file the host can read (a 0600 one of the host's user):
+    the host does not read it, and says so in the manifest."""
+    run = run_job(tmp_path / "out", "--app", elsewhere_app(tmp_path, "file"), "--input", str(series),
+                  server=host_server.url)
+    check_refused(run)
+
+
+def test_outputs_from_another_service_on_the_loopback_are_refused(host_server, series, tmp_path, third_party):
+    run = run_job(tmp_path / "out", "--app", elsewhere_app(tmp_path, third_party), "--input", str(series),
+                  server=host_server.url)
+    check_refused(run)
+    assert run.manifest["outputs"][0]["uri"] == third_party
+
+
+def test_outputs_from_the_applications_own_endpoint_are_read(host_server, series, tmp_path):
+    run = run_job(tmp_path / "out", "--app", elsewhere_app(tmp_path, "own-endpoint"), "--input", str(series),
+                  server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    (entry,) = run.manifest["outputs"]
+    assert entry["status"] == "received" and entry["uri"].endswith("/copy-0")
+    check_inputs_arrived_intact(run, series)
+
+
+@pytest.mark.parametrize("opt_in", ["option", "setting"])
+def test_trust_app_uris_reads_outputs_from_anywhere_and_notes_it(host_server, series, tmp_path, opt_in):
+    """The documented opt-in for trusted applications on the same machine: the old behaviour."""
+    args = ["--app", elsewhere_app(tmp_path, "file"), "--input", str(series), "--server", host_server.url]
+    if opt_in == "option":
+        run = run_job(tmp_path / "out", "--trust-app-uris", *args)
+    else:
+        done = subprocess.run(dicom_host_run("--output", str(tmp_path / "out"), *FAST, *args), capture_output=True,
+                              text=True, timeout=90, cwd=REPO, env={**ENV, "DICOM_HOST_TRUST_APP_URIS": "1"})
+        run = Run(done.returncode, done.stdout, done.stderr, tmp_path / "out")
     assert run.returncode == 0, run.describe()
     assert any("outside this instance's output locations" in n["message"] for n in run.kinds("notice"))
+    assert run.manifest["outputs"][0]["status"] == "received"
     check_inputs_arrived_intact(run, series)
 
 
@@ -188,6 +292,7 @@ def test_crash_is_detected_within_a_second(host_server, series, tmp_path):
                   "--task-timeout", "60", server=host_server.url)
     assert run.returncode == EXIT_APP_FAILED, run.describe()
     assert "exit status 3" in one_line_reason(run)
+    assert any("crashing" in line for line in run.stderr.splitlines()[2:])  # app.log's last lines
     crashed_at = next(e["t"] for e in run.events if e["kind"] == "log" and "crashing" in e["data"]["line"])
     ended_at = next(e["t"] for e in run.events if e["kind"] == "outcome")
     assert ended_at - crashed_at < 1.0
@@ -263,13 +368,14 @@ def test_second_interrupt_aborts_at_once(host_server, series, tmp_path):
 def test_a_defect_of_the_runner_still_brings_the_application_down(host_server, series, tmp_path, monkeypatch):
     """Whatever goes wrong inside dicom-host itself, the application is not left running, the instance is
     ended and the manifest written (fault injected into the task driver, in this process)."""
+    from hosting_service.orchestration.driver import TaskRun
     from hosting_service.orchestration.progress import Reporter
     from hosting_service.orchestration.runner import Result, Runner, RunOptions
 
-    def broken_task(self, task, *, last, of):
+    def broken_task(self):
         raise RuntimeError("injected defect")
 
-    monkeypatch.setattr(Runner, "_task", broken_task)
+    monkeypatch.setattr(TaskRun, "run", broken_task)
     options = RunOptions(app=MISBEHAVING_APP, inputs=[series], output=tmp_path / "out", server=host_server.url,
                          state_timeout=5, exit_grace=2)
     runner = Runner(options, Reporter())

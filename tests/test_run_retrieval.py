@@ -18,6 +18,12 @@ class _Handler(BaseHTTPRequestHandler):
     honour_range = True
 
     def do_GET(self):  # noqa: N802 - the http.server naming
+        if self.path == "/elsewhere":  # a peer pointing the reader at an address it could not name itself
+            self.send_response(302)
+            self.send_header("Location", "/blob")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path != "/blob":
             self.send_error(404)
             return
@@ -88,3 +94,10 @@ def test_unreadable_uris(tmp_path, uri, message):
 def test_http_error_status(blob_url, tmp_path):
     with pytest.raises(RetrievalError, match="HTTP 404"):
         retrieve(blob_url.replace("/blob", "/gone"), 0, 10, tmp_path / "out", session=requests.Session(), timeout=5)
+
+
+def test_redirects_are_not_followed(blob_url, tmp_path):
+    with pytest.raises(RetrievalError, match="HTTP 302 .*redirects are not followed"):
+        retrieve(blob_url.replace("/blob", "/elsewhere"), 0, 0, tmp_path / "out", session=requests.Session(),
+                 timeout=5)
+    assert list(tmp_path.iterdir()) == []

@@ -1,17 +1,22 @@
-"""The PS3.19 state table (hosting_service.states) against the standard's Table 7.2-2, as SPEC-NOTES §4.3
-derives it. The expectations are written out here independently of the table under test."""
+"""The PS3.19 state table (hosting_service.states) against the standard's Table 7.2-2 and the preconditions of
+PS3.19 §8.2 and §8.3. The expectations are written out here independently of the tables under test."""
 import itertools
 
 import pytest
 
 from hosting_service.states import (
+    HOST_ACTIONS,
+    JOB_STEPS,
     PRECONDITIONS,
+    RELEASING_STATES,
+    WIND_DOWN,
     PreconditionViolation,
     State,
     check_precondition,
     describe_notification,
     host_may_request,
     is_legal_notification,
+    next_on_way,
     parse_state,
 )
 
@@ -109,3 +114,63 @@ def test_every_host_request_has_one_application_action():
     assert application_action(S.COMPLETED, S.IDLE) is Action.FORGET_TASK
     assert application_action(S.IDLE, S.EXIT) is Action.EXIT
     assert application_action(S.CANCELED, S.IDLE) is None, "the application's own move, not the host's"
+
+def test_data_references_and_output_locations_lapse_at_idle_and_exit():
+    """PS3.19 §8.2.3: an output location is active in any state but IDLE or EXIT."""
+    assert RELEASING_STATES == {S.IDLE, S.EXIT}
+
+
+# state -> (what the host asks for, None to only wait; the reports that settle it)
+EXPECTED_WIND_DOWN = {
+    S.IDLE: (S.EXIT, {S.EXIT}),
+    S.INPROGRESS: (S.CANCELED, {S.CANCELED, S.IDLE}),
+    S.SUSPENDED: (S.CANCELED, {S.CANCELED, S.IDLE}),
+    S.COMPLETED: (S.IDLE, {S.IDLE, S.EXIT}),
+    S.CANCELED: (None, {S.IDLE}),
+}
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_wind_down_takes_only_the_legal_way_to_exit(state):
+    action = WIND_DOWN.get(state)
+    if state is S.EXIT:
+        assert action is None  # nothing to ask of it
+        return
+    assert (action.request, action.settles) == EXPECTED_WIND_DOWN[state]
+    if action.request is not None:
+        assert action.request in HOST_REQUESTS[state]
+
+
+def test_the_job_asks_for_inprogress_then_idle_and_waits_for_the_rest():
+    steps = {name: (a.request, a.settles) for name, a in JOB_STEPS.items()}
+    assert steps == {
+        "startup": (None, {S.IDLE}),
+        "task": (S.INPROGRESS, {S.INPROGRESS}),
+        "task-end": (None, {S.COMPLETED, S.CANCELED, S.IDLE, S.EXIT}),
+        "outputs-taken": (S.IDLE, {S.IDLE, S.EXIT}),
+    }
+
+
+def test_every_host_action_asks_only_for_what_the_host_may_request_somewhere():
+    requestable = {t for targets in HOST_REQUESTS.values() for t in targets}
+    assert all(a.request is None or a.request in requestable for a in HOST_ACTIONS.values())
+
+
+@pytest.mark.parametrize("source, target, first", [
+    (None, S.IDLE, S.IDLE),
+    (None, S.EXIT, S.IDLE),
+    (S.IDLE, S.EXIT, S.EXIT),
+    (S.IDLE, S.COMPLETED, S.INPROGRESS),
+    (S.INPROGRESS, S.IDLE, S.CANCELED),
+    (S.INPROGRESS, S.EXIT, S.CANCELED),
+    (S.SUSPENDED, S.COMPLETED, S.INPROGRESS),
+    (S.COMPLETED, S.INPROGRESS, S.IDLE),
+    (S.CANCELED, S.EXIT, S.IDLE),
+    (S.IDLE, S.IDLE, None),
+    (S.EXIT, S.IDLE, None),
+])
+def test_next_state_on_the_way(source, target, first):
+    row = next_on_way(source, target)
+    assert (row and row.target) == first
+    if row is not None:
+        assert (row.source, row.target) in LEGAL

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from hosting_service.admin.access import AdminAccess
 from hosting_service.admin.body import read_json_object
-from hosting_service.config import Settings
+from hosting_service.config import OUTPUT_SEMANTICS, Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
 from hosting_service.ports import free_loopback_port
@@ -148,8 +148,8 @@ class AdminApi:
         if not isinstance(options, dict):
             raise ClientError("options must be a JSON object")
         semantics = options.get("output_semantics")
-        if semantics is not None and semantics not in ("directory", "file"):
-            raise ClientError("options.output_semantics must be 'directory' or 'file'")
+        if semantics is not None and semantics not in OUTPUT_SEMANTICS:
+            raise ClientError(f"options.output_semantics must be one of {', '.join(OUTPUT_SEMANTICS)}")
         app_url = body.get("applicationURL") or (
             f"http://127.0.0.1:{free_loopback_port()}/{APPLICATION_SERVICE_PATH}"
         )

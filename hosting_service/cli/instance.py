@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from hosting_service.admin.client import AdminClient, AdminError
+from hosting_service.cli.exits import EXIT_APP_FAILED, EXIT_SERVER, EXIT_USAGE
+from hosting_service.config import OUTPUT_SEMANTICS
 from hosting_service.model import to_jsonable
 from hosting_service.states import State, host_may_request, parse_state
 
-EXIT_APP_RUNNING = 4
+EXIT_APP_RUNNING = EXIT_APP_FAILED
 """``instance end``: the instance ended, but the application may still be running (the status ``run``
 uses for an application that does not do what it is asked)."""
 FOLLOW_POLL_SECONDS = 25.0
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
 
     c = action("create", "create an instance; prints id, hostURL, applicationURL", _create, with_id=False)
     c.add_argument("--application-url", help="where the application will serve (default: a free loopback port)")
-    c.add_argument("--output-semantics", choices=["directory", "file"], help="meaning of its output locations")
+    c.add_argument("--output-semantics", choices=OUTPUT_SEMANTICS, help="meaning of its output locations")
     c.add_argument("--label", help="a free-text label kept with the instance")
     ls = action("list", "list instances", lambda admin, args: Answer(admin.instances(include_ended=args.all)),
                 with_id=False)
@@ -100,8 +102,6 @@ def _events(admin: AdminClient, args) -> Answer:
 
 
 def _offer(admin: AdminClient, args) -> Answer:
-    from hosting_service.cli.main import EXIT_USAGE
-
     answer = admin.offer_inputs(args.id, [os.path.abspath(path) for path in args.paths])
     answer["availableData"] = to_jsonable(answer["availableData"])
     if answer["count"] == 0:
@@ -151,7 +151,6 @@ def _ask_to_exit(admin: AdminClient, instance: dict, timeout: float) -> tuple[bo
 
 
 def _run(handler: Handler, args) -> int:
-    from hosting_service.cli.main import EXIT_SERVER, EXIT_USAGE
 
     try:
         admin = AdminClient(args.server, token=args.admin_token)

@@ -1,8 +1,4 @@
-"""Entry point of ``dicom-host``.
-
-Exit codes are shared by every subcommand (``run`` adds its own for job outcomes):
-0 success, 2 bad usage or configuration, 3 the server or the admin API refused or could not be reached.
-"""
+"""Entry point of ``dicom-host`` (exit statuses: :mod:`hosting_service.cli.exits`)."""
 from __future__ import annotations
 
 import argparse
@@ -13,10 +9,8 @@ from importlib import metadata
 from typing import Optional
 
 from hosting_service.cli import instance, run, serve
+from hosting_service.cli.exits import EXIT_INTERRUPTED
 from hosting_service.cli.help_text import make_plain
-
-EXIT_USAGE = 2
-EXIT_SERVER = 3
 
 SUBCOMMANDS = [serve, instance, run]
 
@@ -49,7 +43,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return status
     except KeyboardInterrupt:
         print("dicom-host: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # piped into head and the like: stop quietly, as other Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 128 + signal.SIGPIPE

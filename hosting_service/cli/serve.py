@@ -11,7 +11,8 @@ import argparse
 import os
 import sys
 
-from hosting_service.config import Settings
+from hosting_service.cli.exits import EXIT_USAGE
+from hosting_service.config import OUTPUT_SEMANTICS, Settings
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--lenient", action="store_true",
                    help="answer out-of-state calls with nil/empty and a recorded warning instead of a SOAP fault")
     p.add_argument("--output-protocols", help="output location protocols offered, e.g. http or file,http")
-    p.add_argument("--output-semantics", choices=["directory", "file"],
+    p.add_argument("--output-semantics", choices=OUTPUT_SEMANTICS,
                    help="default meaning of an output location URI (default directory)")
     p.add_argument("--output-retention", choices=["keep", "delete"],
                    help="keep or delete an instance's results when it ends (default keep)")
@@ -65,7 +66,6 @@ def _settings_env(args) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from hosting_service.cli.main import EXIT_USAGE
     from hosting_service.store import open_store
 
     try:

@@ -14,6 +14,8 @@ from typing import Optional, TextIO
 from hosting_service.admin.client import AdminClient, AdminError
 from hosting_service.orchestration.progress import Reporter
 
+APP_LOG_NAME = "app.log"
+"""The file beside the results that keeps the application's output."""
 _FLUSH_SECONDS = 0.25
 _MAX_BATCH = 500
 

@@ -16,16 +16,23 @@ from typing import Any, Optional
 
 from hosting_service.model import ObjectDescriptor, ObjectLocator, Patient, Series, Study
 
-MANIFEST_NAME = "manifest.json"  # one of naming.RESERVED
+MANIFEST_NAME = "manifest.json"
 FORMAT = "dicom-host-run/1"
 
 
+RECEIVED, REFUSED = "received", "refused"
+"""An output's ``status`` in the manifest: its bytes are in the folder, or the host would not read them."""
+
+
 def output_entry(task: int, descriptor: ObjectDescriptor, patient: Optional[Patient], study: Optional[Study],
-                 series: Optional[Series], locator: ObjectLocator, file: str, size: int, sha256: str,
-                 sop_instance_uid: Optional[str]) -> dict[str, Any]:
-    """The manifest's record of one received object."""
+                 series: Optional[Series], locator: ObjectLocator, *, status: str = RECEIVED,
+                 file: Optional[str] = None, size: Optional[int] = None, sha256: Optional[str] = None,
+                 sop_instance_uid: Optional[str] = None, reason: Optional[str] = None) -> dict[str, Any]:
+    """The manifest's record of one object the application returned: received (``file``, ``size``,
+    ``sha256``) or refused (``reason``)."""
     return {
         "task": task,
+        "status": status,
         "file": file,
         "size": size,
         "sha256": sha256,
@@ -42,6 +49,7 @@ def output_entry(task: int, descriptor: ObjectDescriptor, patient: Optional[Pati
         "uri": locator.URI,
         "offset": locator.Offset,
         "length": locator.Length,
+        **({"reason": reason} if reason else {}),
     }
 
 
@@ -57,7 +65,7 @@ class Manifest:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, Any] = field(default_factory=dict)
     """Seconds from the start of the run to each milestone (``instance``, ``offered``, ``launched``, ``idle``,
     ``exit``, ``end``), and ``stateRoundTrips``: each SetState with the milliseconds until the application's
     notification of the new state was seen."""

@@ -13,7 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-RESERVED = ("manifest.json", "app.log")
+from hosting_service.orchestration.applog import APP_LOG_NAME
+from hosting_service.orchestration.manifest import MANIFEST_NAME
+
+RESERVED = (MANIFEST_NAME, APP_LOG_NAME)
 """The run's own files in the output folder."""
 _UID = re.compile(r"[0-9]+(\.[0-9]+){0,40}")
 _SOP_INSTANCE_UID = 0x00080018

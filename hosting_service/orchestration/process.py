@@ -3,7 +3,8 @@
 The application runs as ``<command> [args] --hostURL U1 --applicationURL U2 [passthrough args]`` (PS3.19 §7.1),
 built as an argv list and never given to a shell, so a URL or a path with spaces or quotes cannot change the
 command. It gets a process group of its own: the host's Ctrl-C does not reach it (the host decides how to
-stop it, PS3.19 §7.2), and a hard abort reaches every process the application started.
+stop it, PS3.19 §7.2), and a hard abort reaches every process the application started. It dies with the
+run (:mod:`.lifeline`), even when the run is killed.
 """
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import subprocess
 import threading
 import time
 from typing import IO, Callable, Optional
+
+from hosting_service.orchestration.lifeline import dying_with
 
 OutputSink = Callable[[str, str], None]
 """Called with ``(stream, line)`` for every line the application writes; ``stream`` is stdout or stderr."""
@@ -44,7 +47,7 @@ class AppProcess:
         try:
             self._popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=dying_with(os.getpid()),
             )
         except OSError as exc:
             raise LaunchError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None

@@ -5,7 +5,8 @@ orchestration's own: ``task``, ``retrieved``, ``log``...) goes to :meth:`Reporte
 one becomes a JSON line on stdout, ``{"t": seconds since the start, "kind": ..., "data": {...}}``, for
 machines. On a terminal, one status line is redrawn in place (state,
 inputs fetched, outputs received, bytes) with statuses, warnings and the application's output printed
-above it. Otherwise nothing is shown until the final one-line result.
+above it. Otherwise only what a person must not miss goes to the ``alerts`` stream (stderr): inputs that
+were skipped and the host's own warnings (an output it refused to read).
 """
 from __future__ import annotations
 
@@ -32,19 +33,23 @@ class Tally:
 
 
 def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return str(n)
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 class Reporter:
     """Thread-safe: the application's output arrives from reader threads."""
 
-    def __init__(self, *, json_stream: Optional[TextIO] = None, terminal: Optional[TextIO] = None):
+    def __init__(self, *, json_stream: Optional[TextIO] = None, terminal: Optional[TextIO] = None,
+                 alerts: Optional[TextIO] = None):
         self.json_stream = json_stream
         self.terminal = terminal
+        self.alerts = alerts
+        """Without a terminal, where the lines of :data:`ALERT_KINDS` go."""
         self.tally = Tally()
         self._started = time.monotonic()
         self._lock = threading.Lock()
@@ -63,7 +68,10 @@ class Reporter:
                 self.json_stream.flush()
             self._count(kind, data)
             if self.terminal is not None:
-                self._show(kind, data)
+                self._show(self.terminal, kind, data)
+            elif self.alerts is not None and kind in ALERT_KINDS:
+                self.alerts.write(f"dicom-host run: {(_above_line(kind, data) or kind).strip()}\n")
+                self.alerts.flush()
 
     def _count(self, kind: str, data: dict) -> None:
         t = self.tally
@@ -81,26 +89,26 @@ class Reporter:
             t.received += 1
             t.bytes += data.get("size", 0)
 
-    def _show(self, kind: str, data: dict) -> None:
+    def _show(self, terminal: TextIO, kind: str, data: dict) -> None:
         above = _above_line(kind, data)
         if above is not None:
-            self._clear()
-            self.terminal.write(above + "\n")
+            self._clear(terminal)
+            terminal.write(above + "\n")
         now = time.monotonic()
         if above is not None or kind in ("state", "task") or now - self._drawn_at >= _REDRAW_SECONDS:
             t = self.tally
-            self._clear()
-            self.terminal.write(
+            self._clear(terminal)
+            terminal.write(
                 f"[{self.elapsed():6.1f}s] {t.task}{t.state} | inputs {t.fetched}/{t.offered} fetched | "
                 f"outputs {t.received}/{t.announced} received, {_size(t.bytes)}"
             )
-            self.terminal.flush()
+            terminal.flush()
             self._line_shown = True
             self._drawn_at = now
 
-    def _clear(self) -> None:
+    def _clear(self, terminal: TextIO) -> None:
         if self._line_shown:
-            self.terminal.write("\r\x1b[K")
+            terminal.write("\r\x1b[K")
             self._line_shown = False
 
     def close(self) -> None:
@@ -112,6 +120,10 @@ class Reporter:
                 self._line_shown = False
 
 
+ALERT_KINDS = ("input-problem", "host-warning")
+"""Shown even without a terminal (on stderr)."""
+
+
 def _above_line(kind: str, data: dict) -> Optional[str]:
     """The line printed above the status line for events a person should read, else ``None``."""
     if kind == "log":
@@ -120,6 +132,10 @@ def _above_line(kind: str, data: dict) -> Optional[str]:
         meaning = data.get("CodeMeaning") or ""
         return f"  status {data.get('StatusType')} {data.get('CodeValue')} {meaning}".rstrip()
     if kind == "warning":
+        return f"  warning: {data.get('message')}"
+    if kind == "input-problem":
+        return f"  input skipped: {data.get('path')}: {data.get('reason')}"
+    if kind == "host-warning":
         return f"  warning: {data.get('message')}"
     if kind == "notice":
         return f"  {data.get('message')}"

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from hosting_service.orchestration.lifeline import dying_with
 from hosting_service.ports import free_loopback_port
 
 
@@ -90,7 +91,8 @@ class EmbeddedServer:
         with open(self.log_path, "ab") as log:
             env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token}  # not in argv, where ps shows it
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             env=env, start_new_session=True)
+                                             env=env, start_new_session=True,
+                                             preexec_fn=dying_with(os.getpid()))
 
     def _await_health(self, deadline: float) -> bool:
         """True once ``/healthz`` answers; False if the process ended or the deadline passed."""

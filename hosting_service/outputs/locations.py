@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Optional
 from urllib.parse import quote, urlsplit
 
-from hosting_service.config import Settings
+from hosting_service.config import FILE_SEMANTICS, OUTPUT_SEMANTICS, Settings
 from hosting_service.errors import ClientError
 from hosting_service.outputs.area import InstanceArea, writer_alive
 from hosting_service.outputs.protocols import choose_protocol
@@ -90,7 +90,7 @@ ACTIVE, RETURNED, EXPIRED = "active", "returned", "expired"
 WRITING, COMPLETE = "writing", "complete"
 """``output_files.state``: an http: upload in progress (``size`` is the quota it holds), or a stored file."""
 
-SEMANTICS = ("directory", "file")
+SEMANTICS = OUTPUT_SEMANTICS
 FILE_NAME = "output"
 """The one file a location with ``file`` semantics names."""
 
@@ -182,7 +182,7 @@ class OutputLocations:
         else:
             token = secrets.token_urlsafe(24)
             uri = f"{self._settings.public_url_base}/outputs/{token}/"
-        if semantics == "file":
+        if semantics == FILE_SEMANTICS:
             uri += FILE_NAME
         now = time.time()
         try:
@@ -426,7 +426,7 @@ class OutputLocations:
     def stored_name(location: Location, name: str) -> str:
         """``name`` if a file of that name can exist at ``location`` (a location with ``file`` semantics has
         only :data:`FILE_NAME`), else :class:`ClientError` 404."""
-        if location.semantics == "file" and name != FILE_NAME:
+        if location.semantics == FILE_SEMANTICS and name != FILE_NAME:
             raise ClientError(f"this output location is the single file {location.uri}", http_status=404)
         return name
 
@@ -584,7 +584,7 @@ class OutputLocations:
 
     def file_uri(self, location: Location, name: str) -> str:
         """The URI of file ``name`` of an http: location (the location's URI itself for file semantics)."""
-        if location.semantics == "file":
+        if location.semantics == FILE_SEMANTICS:
             return location.uri
         return location.uri + quote(name, safe="")
 

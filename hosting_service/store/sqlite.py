@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from hosting_service.model import AvailableData, ObjectDescriptor, Status, from_jsonable, iter_descriptors, to_jsonable
-from hosting_service.states import State, check_precondition, describe_notification, is_legal_notification
+from hosting_service.states import (
+    RELEASING_STATES,
+    State,
+    check_precondition,
+    describe_notification,
+    is_legal_notification,
+)
 from hosting_service.store.base import (
     Event,
     InputObject,
@@ -75,10 +81,6 @@ CREATE TABLE IF NOT EXISTS announcements (
 );
 CREATE INDEX IF NOT EXISTS announcements_by_instance ON announcements (instance_id, seq);
 """
-
-_EXPIRING_STATES = (State.IDLE, State.EXIT)
-"""PS3.19 §8.2.3 and §8.3.2: on IDLE (and EXIT) data references are released and output URIs lapse."""
-
 
 def _state(value: Optional[str]) -> Optional[State]:
     return None if value is None else State(value)
@@ -245,7 +247,7 @@ class SQLiteStore:
                     now,
                 )
             released, expired = 0, []
-            if state in _EXPIRING_STATES and previous != state:
+            if state in RELEASING_STATES and previous != state:
                 released, expired = self._release_and_expire(db, instance_id, f"application reported {state}", now)
         return NotificationResult(previous, state, legal, released, expired)
 

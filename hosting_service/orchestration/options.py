@@ -1,0 +1,34 @@
+"""What one ``dicom-host run`` is asked to do (the CLI's options, with their defaults)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+
+@dataclass
+class RunOptions:
+    app: str
+    """The command that starts the application, split like a shell would (never run by one)."""
+    inputs: list[Path]
+    output: Path
+    app_args: list[str] = field(default_factory=list)
+    """Extra arguments for the application, after ``--hostURL U1 --applicationURL U2``."""
+    server: Optional[str] = None
+    """A running server's URL; ``None`` starts one for this run."""
+    admin_token: Optional[str] = None
+    data_dir: Optional[Path] = None
+    """Data dir of the server this run starts (``None``: a temporary one, removed at the end)."""
+    task_per: str = "all"
+    batch_size: int = 1000
+    """Most descriptors in one NotifyDataAvailable call."""
+    startup_timeout: float = 30.0
+    state_timeout: float = 15.0
+    task_timeout: float = 3600.0
+    call_timeout: float = 30.0
+    exit_grace: float = 5.0
+    output_semantics: Optional[str] = None
+    """``directory`` or ``file`` for this application's output locations; ``None``: the server's default."""
+    trust_app_uris: bool = False
+    """Read outputs from any URI the application hands back (the old behaviour, for trusted applications on
+    this machine). Off: only the instance's own output locations and the application's own endpoint."""
