@@ -15,6 +15,8 @@ from lxml import etree
 from hosting_service.errors import ClientError
 from hosting_service.wire.faults import MUST_UNDERSTAND, SOAP_ENV_NS, VERSION_MISMATCH
 
+_HEADER = f"{{{SOAP_ENV_NS}}}Header"
+_BODY = f"{{{SOAP_ENV_NS}}}Body"
 _ACTOR = f"{{{SOAP_ENV_NS}}}actor"
 _MUST_UNDERSTAND = f"{{{SOAP_ENV_NS}}}mustUnderstand"
 _ACTOR_NEXT = "http://schemas.xmlsoap.org/soap/actor/next"
@@ -33,24 +35,25 @@ class EnvelopeFault(ClientError):
 def operation_element(root: etree._Element) -> etree._Element:
     """The operation element of the SOAP 1.1 request envelope ``root``; :class:`EnvelopeFault` or
     :class:`ClientError` if ``root`` is not one this endpoint may execute."""
-    name = etree.QName(root)
-    if name.localname != "Envelope":
-        raise ClientError(f"the request is not a SOAP envelope: its document element is <{name.localname}>")
-    if name.namespace != SOAP_ENV_NS:
-        where = f"the namespace {name.namespace!r}" if name.namespace else "no namespace"
+    namespace, _, local = root.tag[1:].rpartition("}") if root.tag[0] == "{" else ("", "", root.tag)
+    if local != "Envelope":
+        raise ClientError(f"the request is not a SOAP envelope: its document element is <{local}>")
+    if namespace != SOAP_ENV_NS:
+        where = f"the namespace {namespace!r}" if namespace else "no namespace"
         raise EnvelopeFault(VERSION_MISMATCH, f"the Envelope is in {where}; this endpoint speaks SOAP 1.1 only "
                                               f"(the Envelope in {SOAP_ENV_NS})")
-    parts: dict[str, list[etree._Element]] = {"Header": [], "Body": []}
-    for child in root.iterchildren(f"{{{SOAP_ENV_NS}}}Header", f"{{{SOAP_ENV_NS}}}Body"):
-        parts[etree.QName(child).localname].append(child)
-    for part, found in parts.items():
+    parts: dict[str, list[etree._Element]] = {_HEADER: [], _BODY: []}
+    for child in root.iterchildren(_HEADER, _BODY):
+        parts[child.tag].append(child)
+    for tag, found in parts.items():
         if len(found) > 1:
-            raise ClientError(f"the SOAP envelope has {len(found)} {part} elements; SOAP 1.1 §4 allows one")
-    for header in parts["Header"]:
+            raise ClientError(f"the SOAP envelope has {len(found)} {tag.rpartition('}')[2]} elements; "
+                              "SOAP 1.1 §4 allows one")
+    for header in parts[_HEADER]:
         _check_must_understand(header)
-    if not parts["Body"]:
+    if not parts[_BODY]:
         raise ClientError("the SOAP envelope has no Body")
-    payload = list(parts["Body"][0].iterchildren(etree.Element))
+    payload = list(parts[_BODY][0].iterchildren(etree.Element))
     if not payload:
         raise ClientError("the SOAP Body is empty; it must hold one operation element")
     if len(payload) > 1:

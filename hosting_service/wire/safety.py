@@ -16,6 +16,7 @@ message says what was wrong.
 """
 from __future__ import annotations
 
+import functools
 import re
 import threading
 
@@ -177,8 +178,13 @@ def _check_declared_encoding(text: bytes) -> None:
     if found is None:
         raise ClientError(f"the request's XML declaration has an unreadable encoding: {_show(declaration[0])}")
     name = (found[1] if found[1] is not None else found[2]).decode("ascii", errors="replace")
-    if not _READABLE_ENCODINGS.fullmatch(re.sub(r"[-_.]", "", name.lower())):
+    if not _is_readable(name):
         raise ClientError(f"the request declares the encoding {name[:40]!r}; {_UNREADABLE}")
+
+
+@functools.lru_cache(maxsize=64)
+def _is_readable(encoding: str) -> bool:
+    return _READABLE_ENCODINGS.fullmatch(re.sub(r"[-_.]", "", encoding.lower())) is not None
 
 
 def _show(raw: bytes) -> str:
