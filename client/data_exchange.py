@@ -19,6 +19,10 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 DEFAULT_TRANSFER_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 """Explicit VR Little Endian first: every PS3.19 data source must be able to provide it (§8.3.2)."""
 
+CALL_BATCH = 1000
+"""Most UUIDs this client names in one GetData or ReleaseData call: a peer bounds the items of a request
+(the host at ``DICOM_HOST_SOAP_MAX_ITEMS``, 5,000 by default), so longer lists go in several calls."""
+
 TEXT_XML = "text/xml"
 """The infoset type every model recipient supports and always lists (§8.3.3)."""
 
@@ -37,17 +41,19 @@ class DataExchangeClient(SoapClient):
         acceptable_transfer_syntaxes: Iterable[str] = DEFAULT_TRANSFER_SYNTAXES,
         include_bulk_data: bool = True,
     ) -> list[ObjectLocator]:
-        """Where to read the announced objects ``uuids`` (§8.3.2): one ObjectLocator each."""
-        return self.call(
-            "GetData",
-            objects=list(uuids),
-            acceptableTransferSyntaxes=list(acceptable_transfer_syntaxes),
-            includeBulkData=include_bulk_data,
-        )
+        """Where to read the announced objects ``uuids`` (§8.3.2): one ObjectLocator each (in calls of at
+        most :data:`CALL_BATCH` UUIDs)."""
+        syntaxes = list(acceptable_transfer_syntaxes)
+        locators: list[ObjectLocator] = []
+        for batch in _batches(list(uuids)):
+            locators += self.call("GetData", objects=batch, acceptableTransferSyntaxes=syntaxes,
+                                  includeBulkData=include_bulk_data) or []
+        return locators
 
     def release_data(self, locator_uuids: Iterable[str]) -> None:
         """Free what ``get_data`` handed out (§8.3.6); the UUIDs are ObjectLocator ``Locator`` values."""
-        self.call("ReleaseData", objects=list(locator_uuids))
+        for batch in _batches(list(locator_uuids)):
+            self.call("ReleaseData", objects=batch)
 
     def get_as_models(
         self, uuids: Iterable[str], class_uid: str, supported_info_set_types: Iterable[str] = (TEXT_XML,)
@@ -71,6 +77,11 @@ class DataExchangeClient(SoapClient):
     def query_info_set(self, model_uuids: Iterable[str], xpaths: Iterable[str]) -> list[QueryResultInfoSet]:
         """Like :meth:`query_model`, results as bytes in the negotiated infoset type (§8.3.5)."""
         return self.call("QueryInfoSet", models=list(model_uuids), xPaths=list(xpaths))
+
+
+def _batches(uuids: list[str]) -> list[list[str]]:
+    """``uuids`` in lists of at most :data:`CALL_BATCH` (one empty list for none: the call still happens)."""
+    return [uuids[i:i + CALL_BATCH] for i in range(0, len(uuids), CALL_BATCH)] or [[]]
 
 
 def read_located(locator: ObjectLocator, *, session: Optional[requests.Session] = None, timeout: float = 30.0) -> bytes:

@@ -104,3 +104,11 @@ def test_data_exchange_with_the_host(working, host_server, instance, tmp_path):
     assert working.notify_data_available(announced, True) is True
     announcements, last_data = host_server.admin.announced_outputs(instance["id"])
     assert announcements == [announced] and last_data is True
+
+
+def test_long_uuid_lists_go_in_calls_the_host_accepts(working):
+    """The host caps the items of one request (DICOM_HOST_SOAP_MAX_ITEMS, 5,000): the client splits longer
+    lists into several calls instead of having the whole list refused."""
+    import uuid
+
+    working.release_data([str(uuid.uuid4()) for _ in range(6_500)])  # one call of 6,500 would be a Client fault
