@@ -104,6 +104,10 @@ class Settings:
     soap_max_depth: int = field(default=64, metadata={"env": "SOAP_MAX_DEPTH", "parse": int})
     """Deepest XML element nesting accepted in a SOAP request (the standard's messages need < 15)."""
 
+    delivery_cache_bytes: int = field(default=4 << 30, metadata={"env": "DELIVERY_CACHE_BYTES", "parse": int})
+    """Bound of the delivery cache (``<data_dir>/delivery-cache``): the transcoded copies of inputs that GetData
+    makes, shared by all instances; least recently used copies go first (:mod:`hosting_service.dicom.cache`)."""
+
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
 
@@ -133,6 +137,10 @@ class Settings:
         if self.store_url.startswith("sqlite:///"):
             return Path(self.store_url[len("sqlite:///") :])
         return self.data_dir / "store.sqlite3"
+
+    @property
+    def delivery_cache_dir(self) -> Path:
+        return self.data_dir / "delivery-cache"
 
     @property
     def instances_dir(self) -> Path:
