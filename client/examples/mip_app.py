@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_modality_lut
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from client import HostedApplication, TaskContext, TaskInput, TaskOutput
 
@@ -97,6 +97,7 @@ class MipApp(HostedApplication):
             if values.ndim == 3:  # a multi-frame image: its frames are slices too
                 values = values.max(axis=0)
             mip = values if mip is None else np.maximum(mip, values)
+        assert mip is not None  # images is never empty
         pixels = np.clip(np.rint(mip), _INT16.min, _INT16.max).astype("<i2")
         return secondary_capture(images, pixels, context.generate_uid(), context.generate_uid())
 
@@ -108,7 +109,7 @@ def secondary_capture(sources: list[Dataset], pixels: np.ndarray, series_uid: st
     ds = Dataset()
     for keyword in _FROM_SOURCE:
         if keyword in first:
-            setattr(ds, keyword, first.data_element(keyword).value)
+            setattr(ds, keyword, first[keyword].value)
     ds.SOPClassUID = SECONDARY_CAPTURE_IMAGE_STORAGE
     ds.SOPInstanceUID = instance_uid
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
@@ -153,12 +154,12 @@ def secondary_capture(sources: list[Dataset], pixels: np.ndarray, series_uid: st
     ds.RescaleType = first.get("RescaleType") or ("HU" if first.get("Modality") == "CT" else "US")
     for keyword in ("WindowCenter", "WindowWidth"):
         if keyword in first:
-            setattr(ds, keyword, first.data_element(keyword).value)
+            setattr(ds, keyword, first[keyword].value)
     ds.PixelData = pixels.tobytes()
 
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = instance_uid
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(instance_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     return ds

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from hosting_service.dicom.delivery import reencode
 
@@ -88,7 +88,7 @@ def _slice_dataset(seed: str, patient_index: int, series_index: int, slice_index
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.MediaStorageSOPInstanceUID = UID(instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
