@@ -20,7 +20,8 @@ A subclass implements :meth:`HostedApplication.process` (``inputs -> outputs``) 
   Every transition is notified with NotifyStateChanged; the first is IDLE, once the endpoint is up.
 * **A task** (§6.3, Fig. 8.3-1): at INPROGRESS the application waits for the host's NotifyDataAvailable
   calls up to ``lastData`` TRUE, fetches every announced object with GetData (transfer syntaxes in the
-  configured order), reads each locator's bytes and releases them, calls :meth:`process`, writes the
+  configured order), reads each locator's bytes and releases them (an object the host leaves out of its
+  answer is left out of the task, with a WARNING status), calls :meth:`process`, writes the
   outputs to an output location from GetOutputLocation (protocols in the configured order), announces
   them with NotifyDataAvailable(lastData=TRUE) and goes COMPLETED; it then serves the host's GetData for
   them (locators pointing at the URIs they were written to, Offset 0) until the host sets IDLE, which
@@ -516,8 +517,11 @@ class HostedApplication:
         inputs = []
         for descriptor, patient, study, series in entries:
             locator = by_source.get(descriptor.DescriptorUuid.lower())
-            if locator is None:
-                raise RuntimeError(f"the host's GetData returned no ObjectLocator for {descriptor.DescriptorUuid}")
+            if locator is None:  # the host could not supply it (and records why): the task goes on without it
+                message = f"input {descriptor.DescriptorUuid}: the host's GetData did not supply it; left out"
+                log.warning("%s", message)
+                self.host.notify_status(Status(StatusType=StatusType.WARNING, CodeValue=0, CodeMeaning=message))
+                continue
             data = read_located(locator, session=self.host.session, timeout=self.call_timeout)
             inputs.append(TaskInput(descriptor, locator, data, patient, study, series))
         self._proceed(task)

@@ -19,6 +19,7 @@ from client import HostClient
 from hosting_service.dicom.samples import write_sample_series
 from hosting_service.model import ObjectLocator, iter_descriptors
 from hosting_service.states import State
+from run_harness import MIP_APP, run_job
 
 OWN_FILES = Path(__file__).parent / "data" / "transfer-syntaxes"
 
@@ -105,13 +106,19 @@ def test_compressed_syntax_is_delivered_as_explicit_vr_little_endian(delivered, 
     assert got.SOPInstanceUID == stored.SOPInstanceUID  # the same instance, in another transfer syntax
 
 
+def write_undecodable(source: Path, target: Path) -> None:
+    """``source`` with its pixel data replaced by a JPEG 2000 frame that no decoder can read, as a new instance."""
+    broken = pydicom.dcmread(source)
+    broken.PixelData = encapsulate([b"\xff\x4f\xff\x51 not a codestream"])
+    broken["PixelData"].VR = "OB"
+    broken.file_meta.TransferSyntaxUID = JPEG2000
+    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = UID("2.25.1")
+    broken.save_as(target, enforce_file_format=True)
+
+
 def test_an_object_that_cannot_be_decoded_is_left_out_and_named(host_server, tmp_path):
     good = get_testdata_file("MR_small_jp2klossless.dcm")
-    broken = pydicom.dcmread(good)
-    broken.PixelData = encapsulate([b"\xff\x4f\xff\x51 not a codestream"])
-    broken.file_meta.TransferSyntaxUID = JPEG2000
-    broken.SOPInstanceUID = broken.file_meta.MediaStorageSOPInstanceUID = "2.25.1"
-    broken.save_as(tmp_path / "broken.dcm")
+    write_undecodable(good, tmp_path / "broken.dcm")
     instance = host_server.create_instance()
     first, bad, last = offer_one_by_one(host_server, instance, [good, tmp_path / "broken.dcm", good])
 
@@ -123,6 +130,23 @@ def test_an_object_that_cannot_be_decoded_is_left_out_and_named(host_server, tmp
     [warning] = [w for w in host_server.admin.instance(instance["id"])["warnings"] if w.get("operation") == "GetData"]
     assert warning["object"] == bad and bad in warning["message"]
     assert "cannot be supplied" in warning["message"] and "re-encoding failed" in warning["message"]
+
+
+def test_a_task_goes_on_without_the_object_the_host_cannot_supply(host_server, tmp_path):
+    """Under ``dicom-host run``, the MIP of a series with one undecodable slice is the MIP of the others, and the
+    manifest names the slice left out."""
+    slices = write_sample_series(tmp_path / "in", slices=4, size=16)
+    write_undecodable(slices[0], slices[0])
+
+    run = run_job(tmp_path / "out", "--app", MIP_APP, "--input", str(tmp_path / "in"), server=host_server.url)
+
+    assert run.returncode == 0, run.describe()
+    [entry] = run.manifest["outputs"]
+    mip = pydicom.dcmread(run.output / entry["file"])
+    assert {i.ReferencedSOPInstanceUID for i in mip.SourceImageSequence} == {
+        pydicom.dcmread(p).SOPInstanceUID for p in slices[1:]}
+    [left_out] = [w for w in run.manifest["warnings"] if w.get("operation") == "GetData"]
+    assert "re-encoding failed" in left_out["message"]
 
 
 @pytest.mark.parametrize("acceptable", [[], [ImplicitVRLittleEndian, ExplicitVRLittleEndian]], ids=["as-stored", "listed"])
