@@ -293,3 +293,18 @@ def test_eviction_removes_what_a_killed_writer_left_and_spares_a_live_one(tmp_pa
         fcntl.flock(live, fcntl.LOCK_EX)
         cache.evict()
         assert sorted(p.name for p in cache.root.iterdir()) == [".lock", ".partial-live.dcm"]
+
+
+def test_hand_out_is_a_copy_where_no_link_can_be_made(offered, cache, monkeypatch):
+    import errno
+
+    def cross_device(source, target):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    delivery = deliver(offered, [ImplicitVRLittleEndian], True, cache)
+
+    [entry] = cache.root.glob("*.dcm")
+    assert delivery.path.parent == cache.handout and not delivery.path.samefile(entry)
+    assert delivery.path.read_bytes() == entry.read_bytes()
+    assert [p.name for p in cache.handout.iterdir()] == [entry.name]

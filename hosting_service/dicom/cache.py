@@ -124,7 +124,8 @@ class DeliveryCache:
             os.close(lock)
 
     def _link(self, entry: Path, name: str) -> Path:
-        """A link to ``entry`` in the instance's folder (a copy if the two are on different filesystems)."""
+        """A link to ``entry`` in the instance's folder; a copy where a link cannot be made (another filesystem,
+        one without hard links, or the entry has as many links as its filesystem allows)."""
         self.handout.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = self.handout / name
         try:
@@ -132,7 +133,7 @@ class DeliveryCache:
         except FileExistsError:  # another worker handed the same entry to this instance: the same bytes
             pass
         except OSError as exc:
-            if exc.errno != errno.EXDEV:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                 raise
             fd, temporary = tempfile.mkstemp(dir=self.handout, prefix=_PARTIAL, suffix=".dcm")
             os.close(fd)
