@@ -174,16 +174,16 @@ class HostOperations:
                 self._not_delivered(requested_uuid, exc)
                 continue
             path = delivery.path if delivery.path.is_absolute() else delivery.path.resolve()
-            locator_uuid, uri = str(uuid.uuid4()), path.as_uri()
+            locator_id, uri = str(uuid.uuid4()), path.as_uri()
             locators.append(ObjectLocator(
                 Length=delivery.length,
                 Offset=delivery.offset,
                 TransferSyntax=delivery.transfer_syntax,
                 URI=uri,
-                Locator=locator_uuid,
+                Locator=locator_id,
                 Source=requested_uuid,
             ))
-            records.append(Locator(locator_uuid, self.instance.id, requested_uuid.lower(), uri, str(path), now))
+            records.append(Locator(locator_id, self.instance.id, requested_uuid.lower(), uri, str(path), now))
         cache.close()
         try:
             self.store.add_locators(records)

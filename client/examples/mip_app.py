@@ -97,7 +97,8 @@ class MipApp(HostedApplication):
             if values.ndim == 3:  # a multi-frame image: its frames are slices too
                 values = values.max(axis=0)
             mip = values if mip is None else np.maximum(mip, values)
-        assert mip is not None  # images is never empty
+        if mip is None:
+            raise ValueError("a series without images cannot be projected")
         pixels = np.clip(np.rint(mip), _INT16.min, _INT16.max).astype("<i2")
         return secondary_capture(images, pixels, context.generate_uid(), context.generate_uid())
 
