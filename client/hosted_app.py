@@ -14,7 +14,8 @@ A subclass implements :meth:`HostedApplication.process` (``inputs -> outputs``) 
   up. The action for each host-requested transition is :data:`hosting_service.states.APPLICATION_ACTIONS`;
   this class carries them out (:meth:`_carry_out`).
 * **A task** (§6.3, :mod:`client.task_runner`): at INPROGRESS the application waits for the host's
-  inputs, fetches them, calls :meth:`process`, writes and announces the outputs and goes COMPLETED; it
+  inputs, fetches them (an object the host leaves out of its GetData answer is left out of the task, with
+  a WARNING status), calls :meth:`process`, writes and announces the outputs and goes COMPLETED; it
   then serves the host's GetData for them (:mod:`client.outputs`) until the host sets IDLE, which forgets
   the task. SUSPENDED holds the task before its next call to the host; CANCELED (requested, or after
   ``process`` raised, which is reported first as a FATALERROR status) stops it, and the application

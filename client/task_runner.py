@@ -18,7 +18,7 @@ from client.data_exchange import read_located
 from client.host_client import HostClient
 from client.outputs import DeliveredOutputs
 from client.task import TaskCanceled, TaskContext, TaskInput, TaskOutput
-from hosting_service.model import AvailableData, iter_descriptors
+from hosting_service.model import AvailableData, Status, StatusType, iter_descriptors
 
 log = logging.getLogger("dicom_host.hosted_app")
 
@@ -140,7 +140,10 @@ class TaskRunner:
         for descriptor, patient, study, series in entries:
             locator = by_source.get((descriptor.DescriptorUuid or "").lower())
             if locator is None:
-                raise RuntimeError(f"the host's GetData returned no ObjectLocator for {descriptor.DescriptorUuid}")
+                message = f"input {descriptor.DescriptorUuid}: the host's GetData did not supply it; left out"
+                log.warning("%s", message)
+                self.host.notify_status(Status(StatusType=StatusType.WARNING, CodeValue=0, CodeMeaning=message))
+                continue
             data = read_located(locator, session=self.host.session, timeout=self.call_timeout)
             inputs.append(TaskInput(descriptor, locator, data, patient, study, series))
         task.proceed()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 from hosting_service.model import Rectangle
 
@@ -123,22 +123,26 @@ class Settings:
     (``--trust-app-uris``), for trusted applications on the same machine. Unset: only from the instance's
     own output locations and the application's own endpoint; anything else is refused with a warning."""
 
+    delivery_cache_bytes: int = field(default=4 << 30, metadata={"env": "DELIVERY_CACHE_BYTES", "parse": int})
+    """Bound of the delivery cache (``<data_dir>/delivery-cache``): the transcoded copies of inputs that GetData
+    makes, shared by all instances; least recently used copies go first (:mod:`hosting_service.dicom.cache`)."""
+
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
 
     @classmethod
-    def from_env(cls, environ: Optional[dict] = None) -> "Settings":
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """Settings from ``DICOM_HOST_*`` variables; unset ones keep their defaults.
 
         A malformed value raises ``ValueError`` naming the variable.
         """
-        environ = os.environ if environ is None else environ
+        variables: Mapping[str, str] = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
             name = ENV_PREFIX + f.metadata["env"]
-            if name in environ and environ[name] != "":
+            if variables.get(name):
                 try:
-                    values[f.name] = f.metadata["parse"](environ[name])
+                    values[f.name] = f.metadata["parse"](variables[name])
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
         return cls(**values)
@@ -152,6 +156,10 @@ class Settings:
         if self.store_url.startswith("sqlite:///"):
             return Path(self.store_url[len("sqlite:///") :])
         return self.data_dir / "store.sqlite3"
+
+    @property
+    def delivery_cache_dir(self) -> Path:
+        return self.data_dir / "delivery-cache"
 
     @property
     def instances_dir(self) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Optional
 
 from hosting_service.config import Settings
@@ -112,9 +111,11 @@ class HostOperations:
             return False
         raise exc
 
-    @property
-    def _cache_dir(self) -> Path:
-        return self.outputs.area(self.instance.id).delivery_cache.absolute()
+    def _not_delivered(self, source: str, exc: Exception) -> None:
+        """An object GetData leaves out of its answer (README, "Transfer syntaxes"): a warning naming it."""
+        self.store.add_event(self.instance.id, "warning", {"operation": "GetData", "object": source,
+                                                           "message": f"GetData: left out: {exc}"})
+        log.warning("instance %s: GetData left out %s: %s", self.instance.id, source, exc)
 
     # --- Host interface (PS3.19 §8.2) -----------------------------------------------------------------
 
@@ -171,7 +172,8 @@ class HostOperations:
 
     def GetData(self, objects: Optional[list[str]] = None, acceptableTransferSyntaxes: Optional[list[str]] = None,
                 includeBulkData: bool = True) -> list[ObjectLocator]:
-        from hosting_service.dicom.delivery import deliver
+        from hosting_service.dicom.cache import DeliveryCache  # pydicom and numpy: only where needed
+        from hosting_service.dicom.delivery import NotDeliverable, deliver
 
         if not self._allowed("GetData"):
             return []
@@ -184,9 +186,14 @@ class HostOperations:
         acceptable = [ts.strip() for ts in (acceptableTransferSyntaxes or []) if ts and ts.strip()]
         locators, records = [], []
         now = time.time()
-        cache_dir = self._cache_dir
+        cache = DeliveryCache(self.settings.delivery_cache_dir.absolute(), self.settings.delivery_cache_bytes,
+                              self.outputs.area(self.instance.id).delivery_cache.absolute())
         for requested_uuid in requested:
-            delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), cache_dir)
+            try:
+                delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), cache)
+            except NotDeliverable as exc:
+                self._not_delivered(requested_uuid, exc)
+                continue
             path = delivery.path if delivery.path.is_absolute() else delivery.path.resolve()
             locator_id, uri = str(uuid.uuid4()), path.as_uri()
             locators.append(ObjectLocator(
@@ -198,6 +205,7 @@ class HostOperations:
                 Source=requested_uuid,
             ))
             records.append(Locator(locator_id, self.instance.id, requested_uuid.lower(), uri, str(path), now))
+        cache.close()
         try:
             self.store.add_locators(records)
         except PreconditionViolation as exc:  # gone IDLE meanwhile: these locators would outlive the release

@@ -4,8 +4,9 @@ For every series of images among the inputs it projects the slices along the sli
 value of each pixel position over all slices, in the modality's units, e.g. Hounsfield units for CT) and
 writes the result as a new DICOM Secondary Capture Image (SOP Class 1.2.840.10008.5.1.4.1.1.7):
 
-* same patient and study as the source, a new series (SOP Instance and Series Instance UIDs from the
-  host's GenerateUID);
+* same patient and study as the source (their attributes copied, so that every instance of the study agrees),
+  a new series (SOP Instance and Series Instance UIDs from the host's GenerateUID) of the same body part and
+  laterality (Laterality empty, meaning unknown, when the sources do not say which body part they show);
 * SC Equipment (ConversionType ``WSD``), General Image with ``DERIVED\\SECONDARY`` image type, a
   derivation description, a Source Image Sequence naming every projected image and a Referenced Series
   Sequence (Common Instance Reference) naming the source series;
@@ -36,10 +37,25 @@ _INT16 = np.iinfo(np.int16)
 _FROM_SOURCE = (
     "SpecificCharacterSet",
     # Patient
-    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+    "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence", "PatientBirthDate",
+    "PatientBirthTime", "PatientSex", "OtherPatientIDsSequence", "EthnicGroup", "PatientComments",
+    "PatientSpeciesDescription", "PatientSpeciesCodeSequence", "PatientBreedDescription", "PatientBreedCodeSequence",
+    "ResponsiblePerson", "ResponsiblePersonRole", "ResponsibleOrganization", "PatientIdentityRemoved",
+    "DeidentificationMethod", "DeidentificationMethodCodeSequence",
     # General Study
     "StudyInstanceUID", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+    "IssuerOfAccessionNumberSequence", "StudyDescription", "PhysiciansOfRecord", "NameOfPhysiciansReadingStudy",
+    "ProcedureCodeSequence", "ReasonForPerformedProcedureCodeSequence",
+    # Patient Study
+    "AdmittingDiagnosesDescription", "PatientAge", "PatientSize", "PatientWeight", "Occupation",
+    "AdditionalPatientHistory",
+    # General Series: what the projection shows is the same body part, on the same side
+    "BodyPartExamined", "Laterality",
+    # General Image
+    "ImageLaterality",
 )
+"""Copied from the first source image where present: the Patient and Study entities must be the same in every
+instance of a study (dcentvfy checks it), and the anatomy of the projection is that of its sources."""
 
 
 class NoImages(Exception):
@@ -106,6 +122,10 @@ def secondary_capture(sources: list[Dataset], pixels: np.ndarray, series_uid: st
     ds.SeriesDescription = f"MIP of {first.get('SeriesDescription') or 'series'}"[:64]
     ds.SeriesDate = ds.InstanceCreationDate
     ds.SeriesTime = ds.InstanceCreationTime
+    if "BodyPartExamined" not in ds and "Laterality" not in ds and "ImageLaterality" not in ds:
+        # Laterality is required (Type 2C) for a paired body part; with the body part unknown that cannot be
+        # ruled out, so it is sent empty: unknown
+        ds.Laterality = ""
     # General Equipment and SC Equipment
     ds.Manufacturer = "dicom-host examples"
     ds.ConversionType = "WSD"

@@ -14,21 +14,24 @@ Explicit VR Little Endian. An empty list means "as stored". So, for ``applicatio
 What this host can re-encode into: Implicit VR Little Endian, Explicit VR Little Endian, Deflated
 Explicit VR Little Endian, Explicit VR Big Endian (OW/OL/OF/OD/OV values byte-swapped here, as pydicom
 leaves that to its callers; the contents of UN elements cannot be swapped and are copied as they are),
-and every compressed syntax pydicom has an available encoder for (RLE Lossless natively; JPEG-LS and
-JPEG 2000 only with their plugins). Stored compressed pixel data is decoded only by a decoder pydicom
-has available (RLE natively; the JPEG family only with a plugin); nothing is faked. A syntax that cannot
-be supplied is skipped in favour of the next acceptable one, and :class:`NotDeliverable` says why none
-could.
+and every compressed syntax pydicom has an encoder for (RLE Lossless, JPEG-LS, JPEG 2000). Stored
+compressed pixel data is decoded by pydicom with the decoders the project depends on: JPEG Baseline,
+Extended and Lossless (pylibjpeg-libjpeg), JPEG-LS (pyjpegls, pylibjpeg-libjpeg), JPEG 2000 and
+High-Throughput JPEG 2000 (pylibjpeg-openjpeg), RLE (pylibjpeg-rle, or pydicom itself); Deflated is
+inflated by pydicom's reader. A syntax that cannot be supplied is skipped in favour of the next acceptable
+one, and :class:`NotDeliverable` says why none could (GetData then leaves that object out and records a
+warning; the other objects of the call are delivered).
 
-``includeBulkData=FALSE`` always yields a cached copy without bulk data (see :data:`BULK_DATA_TAGS`),
-even when the stored syntax is acceptable, as the recipient asked for the small form. Without pixel
-data, any known transfer syntax can be supplied: the data set itself is then plain (Explicit or
-Implicit VR) encoding.
+``includeBulkData=FALSE`` is a permission, not an order (PS3.19 §8.3.2: the provider *may* omit bulk
+data). The stored object is handed out as it is whenever its syntax is acceptable, bulk data included:
+leaving the pixels out would cost a copy and save nothing. Bulk data (see :data:`BULK_DATA_TAGS`) is
+left out only when a copy is made anyway (another syntax, or a data set without the Part 10 header): then
+leaving it out saves reading, decoding and writing it. Without pixel data, any known transfer syntax can
+be supplied: the data set itself is then plain (Explicit or Implicit VR) encoding.
 
-Cached files are named by a hash of (source path, offset, length, mtime, size, syntax, bulk), so a
-changed source is never served from a stale copy, and written to a temporary file that is renamed into
-place, so several processes may deliver the same object at once and a reader never sees half a file.
-The cache is never pruned here: its owner (the instance's work area) deletes it.
+Copies are entries of the shared, size-bounded :class:`~hosting_service.dicom.cache.DeliveryCache`,
+named by a hash of (source path, device, inode, offset, length, mtime, size, syntax, bulk), so a changed
+source is never served from a stale copy.
 
 Non-DICOM objects are handed out as they are, with an empty transfer syntax.
 """
@@ -37,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +56,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from hosting_service.errors import ClientError
+from hosting_service.dicom.cache import DeliveryCache
 from hosting_service.store.base import InputObject
 
 __all__ = [
@@ -91,8 +93,8 @@ _SWAPPED_VRS = {"OW": "u2", "OL": "u4", "OF": "u4", "OD": "u8", "OV": "u8"}
 """Binary VRs whose values a change of byte order must swap, with their word type."""
 
 
-class NotDeliverable(ClientError):
-    """GetData cannot supply an offered object in any form the recipient accepts."""
+class NotDeliverable(Exception):
+    """GetData cannot supply an offered object in any form the recipient accepts (the message says why)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Delivery:
     """The syntax the bytes are in; ``""`` for non-DICOM objects."""
 
 
-def deliver(obj: InputObject, acceptable: list[str], include_bulk: bool, cache_dir: Path) -> Delivery:
+def deliver(obj: InputObject, acceptable: list[str], include_bulk: bool, cache: DeliveryCache) -> Delivery:
     """The form of ``obj`` to hand out for a GetData call with these arguments.
 
     Raises :class:`NotDeliverable` when the source is gone or changed since it was offered, or when no
@@ -119,11 +121,11 @@ def deliver(obj: InputObject, acceptable: list[str], include_bulk: bool, cache_d
     stored = obj.descriptor.TransferSyntaxUID or ""
     reasons: list[str] = []
     for syntax in acceptable or [stored or ExplicitVRLittleEndian]:
-        if include_bulk and syntax == stored and part10:
+        if syntax == stored and part10:  # as stored, even without includeBulkData: no copy (module docstring)
             return Delivery(Path(obj.path), obj.offset, length, stored)
         reason = _obstacle(stored, syntax, include_bulk)
         if reason is None:
-            reason, delivery = _cached(obj, source, length, UID(syntax), include_bulk, Path(cache_dir))
+            reason, delivery = _cached(obj, source, length, UID(syntax), include_bulk, cache)
             if delivery is not None:
                 return delivery
         reasons.append(f"{syntax}: {reason}")
@@ -203,23 +205,21 @@ def _obstacle(stored: str, target: str, include_bulk: bool) -> str | None:
 
 
 def _cached(obj: InputObject, source: os.stat_result, length: int, syntax: UID, include_bulk: bool,
-            cache_dir: Path) -> tuple[str, Delivery | None]:
+            cache: DeliveryCache) -> tuple[str, Delivery | None]:
     """The cached re-encoding of ``obj``, made now if missing: ``("", delivery)`` or ``(reason, None)``."""
-    key = repr((os.path.abspath(obj.path), obj.offset, length, source.st_mtime_ns, source.st_size,
-                str(syntax), include_bulk))
-    path = cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.dcm"
-    try:
-        return "", Delivery(path, 0, os.stat(path).st_size, str(syntax))
-    except FileNotFoundError:
-        pass
-    try:
-        encoded = _encode(obj, obj.offset + length == source.st_size, length, syntax, include_bulk)
-    except OSError as exc:
-        raise _unreadable(obj, exc) from None
-    except Exception as exc:  # pydicom's readers, decoders and encoders raise many types; each is a reason
-        return f"re-encoding failed: {exc}", None
-    _write_atomically(path, encoded)
-    return "", Delivery(path, 0, len(encoded), str(syntax))
+    key = repr((os.path.abspath(obj.path), source.st_dev, source.st_ino, obj.offset, length, source.st_mtime_ns,
+                source.st_size, str(syntax), include_bulk))
+    name = f"{hashlib.sha256(key.encode()).hexdigest()[:40]}.dcm"
+    path = cache.handed_out(name) or cache.get(name)
+    if path is None:
+        try:
+            encoded = _encode(obj, obj.offset + length == source.st_size, length, syntax, include_bulk)
+        except OSError as exc:
+            raise _unreadable(obj, exc) from None
+        except Exception as exc:  # pydicom's readers, decoders and encoders raise many types; each is a reason
+            return f"re-encoding failed: {' '.join(str(exc).split())}", None
+        path = cache.put(name, encoded)
+    return "", Delivery(path, 0, path.stat().st_size, str(syntax))
 
 
 def _encode(obj: InputObject, to_end: bool, length: int, syntax: UID, include_bulk: bool) -> bytes:
@@ -238,20 +238,6 @@ def _encode(obj: InputObject, to_end: bool, length: int, syntax: UID, include_bu
     out = io.BytesIO()
     pydicom.dcmwrite(out, ds, enforce_file_format=True)  # save_as refuses changes of byte order
     return out.getvalue()
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-", suffix=".dcm")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def transfer_syntax_of(ds: Dataset) -> UID:

@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from hosting_service.dicom.delivery import reencode
 
@@ -83,11 +83,12 @@ def _slice_dataset(seed: str, patient_index: int, series_index: int, slice_index
     size = image.shape[0]
     spacing = _FIELD_OF_VIEW_MM / size
     z = -slice_index * _SLICE_THICKNESS_MM
-    time = f"{(9 + series_index) % 24:02d}{slice_index % 60:02d}00"
+    series_time = f"{(9 + series_index) % 24:02d}0000"  # a Series attribute: the same on every slice
+    content_time = f"{(9 + series_index) % 24:02d}{slice_index // 60 % 60:02d}{slice_index % 60:02d}"
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = instance_uid
+    meta.MediaStorageSOPInstanceUID = UID(instance_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
 
@@ -98,7 +99,7 @@ def _slice_dataset(seed: str, patient_index: int, series_index: int, slice_index
     ds.SOPClassUID = CTImageStorage
     ds.SOPInstanceUID = instance_uid
     ds.StudyDate = ds.SeriesDate = ds.ContentDate = f"2024011{patient_index % 10}"
-    ds.StudyTime, ds.SeriesTime, ds.ContentTime = "090000", time, time
+    ds.StudyTime, ds.SeriesTime, ds.ContentTime = "090000", series_time, content_time
     ds.AccessionNumber = f"ACC{patient_index + 1:05d}"
     ds.Modality = "CT"
     ds.Manufacturer = "dicom-host sample generator"

@@ -40,7 +40,7 @@ class InstanceArea:
         self.results = root / "results"
         self.uploads = root / "uploads"
         self.delivery_cache = root / "delivery-cache"
-        """Transcoded or stripped copies of inputs that GetData handed out (see hosting_service.dicom.delivery)."""
+        """Links to the delivery cache's copies of inputs that GetData handed out (see hosting_service.dicom.cache)."""
 
     def live(self, location_id: str) -> Path:
         return self.outputs / location_id
