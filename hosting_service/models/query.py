@@ -63,6 +63,8 @@ def with_namespace(plain_xml: bytes, root_name: str, namespace: str) -> bytes:
 def evaluate(operation: str, root: etree._Element, text: str, xpath: etree.XPath, namespace: str) -> list[Node]:
     """The nodes ``xpath`` selects in the namespace-free ``root``; an evaluation error (an unknown
     function, a type error) is the caller's mistake."""
+    if text.strip() == "/":  # the document node, which lxml's XPath never returns
+        return [Node("Root", _element_xml(root, namespace))]
     try:
         result = xpath(root)
     except etree.XPathError as exc:
@@ -77,8 +79,6 @@ def _node(item, namespace: str) -> Node:
         return Node("Comment", item.text or "")
     if isinstance(item, etree._ProcessingInstruction):
         return Node("ProcessingInstruction", etree.tostring(item, encoding="unicode", with_tail=False))
-    if isinstance(item, etree._ElementTree):
-        return Node("Root", _element_xml(item.getroot(), namespace))
     if isinstance(item, etree._Element):
         return Node("Element", _element_xml(item, namespace))
     if isinstance(item, tuple):  # namespace::* gives (prefix, URI)
