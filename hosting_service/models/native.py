@@ -23,7 +23,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 import struct
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from lxml import etree
 from pydicom.dataelem import RawDataElement
@@ -35,6 +35,7 @@ from hosting_service.models.source import BINARY_VRS, Source, Span
 
 NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 NAME_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
+PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
 
 
 @dataclass
@@ -47,116 +48,148 @@ class BulkValue:
 
 
 class NativeBuilder:
-    """Builds the model of one :class:`Source`; ``bulk`` collects the values it points to."""
+    """Builds the model of one :class:`Source` as XML text; ``bulk`` collects the values it points to.
+
+    The text is written directly (escaped) rather than through lxml's element API, which is several
+    times slower; lxml then parses it once, which also rejects what XML cannot carry."""
 
     def __init__(self, source: Source, inline_max: int):
         self.source = source
         self.inline_max = inline_max
         self.bulk: list[BulkValue] = []
+        self._out: list[str] = []
 
-    def build(self) -> etree._Element:
-        """The ``NativeDicomModel`` element, in no namespace (see :mod:`hosting_service.models.query`)."""
-        root = etree.Element("NativeDicomModel")
-        self._attributes(root, self.source.dataset)
-        return root
-
-    def _attributes(self, parent: etree._Element, ds: Dataset, encoding: Optional[str] = "latin-1") -> None:
+    def build(self) -> bytes:
+        """The ``NativeDicomModel`` document, in no namespace (see :mod:`hosting_service.models.query`)."""
+        self._out = ["<NativeDicomModel>"]
         source = self.source
-        # The raw elements as read (Dataset._dict): most values are decoded here directly from their bytes,
-        # which is several times cheaper than pydicom's conversion; the rest goes through pydicom.
-        raw_elements = ds._dict
+        if source.raw_elements is not None:
+            self._attributes(source.raw_elements, lambda: source.dataset, "latin-1")
+        else:
+            dataset = source.dataset
+            self._attributes(dataset._dict, lambda: dataset, "latin-1")
+        self._out.append("</NativeDicomModel>")
+        return "".join(self._out).encode("utf-8")
+
+    def _attributes(self, raw_elements: dict, dataset: Callable[[], Dataset], encoding: Optional[str]) -> None:
+        """The attributes of a data set, given as its raw elements (a Dataset's own are its ``_dict``):
+        most values are decoded here directly from their bytes, which is several times cheaper than
+        pydicom's conversion; the rest goes through pydicom, with the ``dataset()`` they belong to."""
+        source, out = self.source, self._out
         if 0x00080005 in raw_elements:
-            encoding = _fast_encoding(ds, raw_elements[0x00080005])
-        for tag in sorted(raw_elements):
-            if tag.element == 0 or tag.group == 0x0002:  # Group Length; File Meta Information
+            encoding = _fast_encoding(raw_elements[0x00080005])
+        for tag in sorted(raw_elements, key=int):  # int keys: BaseTag compares in Python
+            number = int(tag)
+            group, element_number = number >> 16, number & 0xFFFF
+            if element_number == 0 or group == 0x0002:  # Group Length; File Meta Information
                 continue
             raw = raw_elements[tag]
             values: Optional[list[str]] = None
             element = None
             if isinstance(raw, RawDataElement):
-                vr = raw.VR or _dictionary_vr(tag)
-                if source.is_deferred(raw):
+                vr = raw.VR or _dictionary_vr(number)
+                if raw.value is None and raw.length != 0:  # deferred: larger than the inline limit
                     vr = Source.vr_of(raw)
                     if vr not in BINARY_VRS:
-                        element = source.convert(ds, raw)
+                        element = source.convert(dataset(), raw)
                         vr = element.VR
                 elif vr and " or " not in vr and vr != "SQ":
                     values = _decoded(vr, raw.value or b"", raw.is_little_endian, encoding)
                     if values is None:
-                        element = ds[tag]
+                        element = dataset()[tag]
                         vr = element.VR
                 else:
-                    element = ds[tag]  # converts the raw element, resolving an ambiguous VR from the data set
+                    element = dataset()[tag]  # converts the raw element, resolving an ambiguous VR from the data set
                     vr = element.VR
             else:
                 element = raw
                 vr = raw.VR
             if " or " in vr:
                 vr = vr.split(" or ")[0]
-            attribute = etree.SubElement(parent, "DicomAttribute", tag=f"{tag:08X}", vr=vr)
-            if not tag.is_private:
-                keyword = _keyword(tag)
-                if keyword:
-                    attribute.set("keyword", keyword)
-            elif tag.element >= 0x1000:  # a private data element (not a Private Creator): its block's creator
-                creator = ds.get((tag.group, tag.element >> 8))
-                if creator is not None and creator.value:
-                    attribute.set("privateCreator", str(creator.value).strip())
-            if values is not None:
-                self._texts(attribute, vr, values, raw.value)
-            elif element is None:
-                self._bulk(attribute, source.span(raw))
-            elif vr == "SQ":
-                for number, item in enumerate(element.value or (), 1):
-                    self._attributes(etree.SubElement(attribute, "Item", number=str(number)), item, encoding)
+            if not group & 1:
+                keyword = _keyword(number)
+                out.append(f'<DicomAttribute tag="{number:08X}" vr="{vr}" keyword="{keyword}">' if keyword
+                           else f'<DicomAttribute tag="{number:08X}" vr="{vr}">')
+            elif element_number >= 0x1000:  # a private data element (not a Private Creator): its block's creator
+                creator = _creator(raw_elements.get(group << 16 | element_number >> 8))
+                if creator:
+                    out.append(f'<DicomAttribute tag="{number:08X}" vr="{vr}" '
+                               f'privateCreator="{_escape(creator, True)}">')
+                else:
+                    out.append(f'<DicomAttribute tag="{number:08X}" vr="{vr}">')
             else:
-                self._value(attribute, vr, element.value)
+                out.append(f'<DicomAttribute tag="{number:08X}" vr="{vr}">')
+            if values is not None:
+                self._texts(vr, values, raw.value)
+            elif element is None:
+                self._bulk(source.span(raw))
+            elif vr == "SQ":
+                for item_number, item in enumerate(element.value or (), 1):
+                    out.append(f'<Item number="{item_number}">')
+                    self._attributes(item._dict, lambda item=item: item, encoding)
+                    out.append("</Item>")
+            else:
+                self._value(vr, element.value)
+            out.append("</DicomAttribute>")
 
-    def _texts(self, attribute: etree._Element, vr: str, values: list[str], data: bytes) -> None:
+    def _texts(self, vr: str, values: list[str], data: bytes) -> None:
         """Values decoded by :func:`_decoded`."""
         if vr in BINARY_VRS:
             if data:
-                self._value(attribute, vr, data)
+                self._value(vr, data)
         elif vr == "PN":
             for number, name in enumerate(values, 1):
-                self._person_name(etree.SubElement(attribute, "PersonName", number=str(number)), name)
+                self._person_name(number, name.split("="))
         else:
-            for number, text in enumerate(values, 1):
-                etree.SubElement(attribute, "Value", number=str(number)).text = text
+            self._out.extend(f'<Value number="{number}">{_escape(text)}</Value>' for number, text in enumerate(values, 1))
 
-    def _value(self, attribute: etree._Element, vr: str, value) -> None:
+    def _value(self, vr: str, value) -> None:
+        """A value pydicom converted."""
         if value is None or value == "" or value == b"":
             return
-        if vr == "SQ":
-            for number, item in enumerate(value, 1):
-                self._attributes(etree.SubElement(attribute, "Item", number=str(number)), item)
-        elif vr in BINARY_VRS:
+        if vr in BINARY_VRS:
             data = bytes(value)
             if len(data) > self.inline_max:
-                self._bulk(attribute, data)
+                self._bulk(data)
             else:
-                etree.SubElement(attribute, "InlineBinary").text = base64.b64encode(data).decode("ascii")
+                self._out.append(f"<InlineBinary>{base64.b64encode(data).decode('ascii')}</InlineBinary>")
         elif vr == "PN":
             for number, name in enumerate(_values(value), 1):
-                self._person_name(etree.SubElement(attribute, "PersonName", number=str(number)), name)
+                self._person_name(number, getattr(name, "components", None) or (str(name or ""),))
         else:
-            for number, item in enumerate(_values(value), 1):
-                etree.SubElement(attribute, "Value", number=str(number)).text = _text(vr, item)
+            self._texts(vr, [_text(vr, item) for item in _values(value)], b"")
 
-    def _bulk(self, attribute: etree._Element, where: Union[Span, bytes]) -> None:
+    def _bulk(self, where: Union[Span, bytes]) -> None:
         value = BulkValue(str(uuid.uuid4()), where)
         self.bulk.append(value)
-        etree.SubElement(attribute, "BulkData", uuid=value.uuid)
+        self._out.append(f'<BulkData uuid="{value.uuid}"/>')
 
-    @staticmethod
-    def _person_name(element: etree._Element, name) -> None:
-        components = name.split("=") if isinstance(name, str) else getattr(name, "components", None) or ("",)
+    def _person_name(self, number: int, components) -> None:
+        out = self._out
+        out.append(f'<PersonName number="{number}">')
         for group, text in zip(NAME_GROUPS, components):
             parts = [(component, part) for component, part in zip(NAME_COMPONENTS, text.split("^")) if part]
             if parts:
-                group_element = etree.SubElement(element, group)
-                for component, part in parts:
-                    etree.SubElement(group_element, component).text = part
+                out.append(f"<{group}>")
+                out.extend(f"<{component}>{_escape(part)}</{component}>" for component, part in parts)
+                out.append(f"</{group}>")
+        out.append("</PersonName>")
+
+
+def _escape(text: str, attribute: bool = False) -> str:
+    """``text`` as XML character data (``attribute``: in a double-quoted attribute). Carriage returns
+    and tabs are written as references so that parsing gives them back unchanged."""
+    if "&" in text:
+        text = text.replace("&", "&amp;")
+    if "<" in text:
+        text = text.replace("<", "&lt;")
+    if ">" in text:
+        text = text.replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if attribute:
+        text = text.replace('"', "&quot;").replace("\n", "&#10;").replace("\t", "&#9;")
+    return text
 
 
 def _values(value) -> list:
@@ -173,10 +206,13 @@ def _text(vr: str, value) -> str:
     return str(value)
 
 
-def native_model(source: Source, inline_max: int) -> tuple[etree._Element, list[BulkValue]]:
-    """The model of ``source`` and the bulk values it points to."""
+def native_model(source: Source, inline_max: int) -> tuple[bytes, etree._Element, list[BulkValue]]:
+    """The model of ``source`` (namespace-free text and its parsed view) and the bulk values it points to.
+
+    Raises ``etree.XMLSyntaxError`` for text XML cannot carry (control characters)."""
     builder = NativeBuilder(source, inline_max)
-    return builder.build(), builder.bulk
+    plain = builder.build()
+    return plain, etree.fromstring(plain, PARSER), builder.bulk
 
 
 # --- decoding values from their bytes ---------------------------------------------------------------------
@@ -190,8 +226,16 @@ _FAST_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1",
 every other one (ISO 2022 code extensions, ...) is left to pydicom."""
 
 
-def _fast_encoding(ds: Dataset, raw) -> Optional[str]:
-    value = raw.value if isinstance(raw, RawDataElement) else ds[0x00080005].value
+def _creator(raw) -> str:
+    """The Private Creator a raw or converted element holds ("" if none)."""
+    value = None if raw is None else raw.value
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return str(value or "").strip(" \x00")
+
+
+def _fast_encoding(raw) -> Optional[str]:
+    value = raw.value
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     terms = [t.strip() for t in value] if isinstance(value, (list, MultiValue)) else str(value or "").split("\\")

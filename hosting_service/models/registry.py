@@ -2,12 +2,14 @@
 
 **Where things are.** A model's record and its bulk-data records live in the store (tables ``models``
 and ``model_bulk_data``), so any gunicorn worker can answer for any model; its XML is written, in its
-namespace, to ``<instance work area>/delivery-cache/models/<model uuid>.xml`` and each worker keeps the
+namespace, to ``<instance work area>/delivery-cache/models/<call uuid>.xml`` (the models of one call one
+after the other; the store keeps each one's offset and length) and each worker keeps the
 query views of recently used models in a bounded cache (:data:`CACHE_BUDGET` bytes of XML). A worker
 that has not built a model parses the file on first use. Every lookup is by instance and UUID together:
 one application can never name another's model or bulk data.
 
-**Lifetime.** ReleaseModels marks models released and deletes their XML; every model of an instance is
+**Lifetime.** ReleaseModels marks models released and deletes their XML (a file once all its models
+are released); every model of an instance is
 released in the store transaction that takes it to IDLE or EXIT or ends it (an expiry hook, like the
 output locations'), and the XML of those is deleted at the instance's next GetAsModels or with its
 delivery cache when it ends. Releasing a model does not release data locators (PS3.19 Fig. 8.3-2 Note
@@ -58,6 +60,8 @@ CREATE TABLE IF NOT EXISTS models (
     class_uid TEXT NOT NULL,
     infoset_type TEXT NOT NULL,
     path TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    length INTEGER NOT NULL,
     sources TEXT NOT NULL,
     created_at REAL NOT NULL,
     released_at REAL,
@@ -133,10 +137,12 @@ class BulkRecord:
 @dataclass
 class _Built:
     uuid: str
+    plain: bytes
+    """The model's XML without its namespace declaration."""
     root: etree._Element
+    """Its query view (see :mod:`.query`)."""
     sources: list[str]
     bulk: list[BulkRecord]
-    xml_size: int = 0
 
 
 class _ViewCache:
@@ -242,22 +248,22 @@ class ModelRegistry:
             built = self._native(dicom, folder, inline_max, failures)
         else:
             built = self._abstract(dicom, inline_max, failures)
-        written: list[Path] = []
-        try:
+        # one file per call, the models one after the other: creating files costs more than writing them
+        path = folder / f"{uuid.uuid4()}.xml"
+        spans, offset = [], 0
+        with open(path, "wb") as f:
             for model in built:
-                path = folder / f"{model.uuid}.xml"
-                document = with_namespace(etree.tostring(model.root), MODEL_ROOTS[class_uid],
-                                          MODEL_NAMESPACES[class_uid])
-                path.write_bytes(document)
-                model.xml_size = len(document)
-                written.append(path)
-            self._record(instance_id, class_uid, infoset, built, folder, failures)
+                document = with_namespace(model.plain, MODEL_ROOTS[class_uid], MODEL_NAMESPACES[class_uid])
+                f.write(document)
+                spans.append((offset, len(document)))
+                offset += len(document)
+        try:
+            self._record(instance_id, class_uid, infoset, built, path, spans, failures)
         except BaseException:
-            for path in written:
-                path.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             raise
         for model in built:
-            self._views.put(model.uuid, model.root, model.xml_size)
+            self._views.put(model.uuid, model.root, len(model.plain))
         return ModelSetDescriptor(FailedSourceObjects=[u for u in objects if u in failures], InfosetType=infoset,
                                   Models=[model.uuid for model in built])
 
@@ -266,10 +272,10 @@ class ModelRegistry:
         built = []
         for descriptor_uuid, obj in objects.items():
             try:
-                with Source(obj, inline_max) as source:
-                    root, values = native_model(source, inline_max)
+                with Source(obj, inline_max, elements_only=True) as source:
+                    plain, root, values = native_model(source, inline_max)
                     syntax = str(source.transfer_syntax)
-            except (UnreadableSource, ValueError) as exc:  # lxml: text XML cannot carry
+            except (UnreadableSource, etree.XMLSyntaxError) as exc:  # text XML cannot carry
                 failures[descriptor_uuid] = str(exc)
                 continue
             records = []
@@ -281,7 +287,7 @@ class ModelRegistry:
                     copy = folder / f"{value.uuid}.bin"
                     _write_atomically(copy, value.where)
                     records.append(BulkRecord(value.uuid, str(copy), 0, len(value.where), ExplicitVRLittleEndian))
-            built.append(_Built(str(uuid.uuid4()), root, [descriptor_uuid], records))
+            built.append(_Built(str(uuid.uuid4()), plain, root, [descriptor_uuid], records))
         return built
 
     def _abstract(self, objects: dict[str, InputObject], inline_max: int, failures: dict[str, str]) -> list[_Built]:
@@ -303,11 +309,12 @@ class ModelRegistry:
                 else:
                     records.append(BulkRecord(frame.uuid, image.obj.path, image.obj.offset, image.obj.length,
                                               ExplicitVRLittleEndian, frame.frame))
-            built.append(_Built(str(uuid.uuid4()), root, [image.descriptor_uuid for image in group], records))
+            built.append(_Built(str(uuid.uuid4()), etree.tostring(root), root,
+                                [image.descriptor_uuid for image in group], records))
         return built
 
-    def _record(self, instance_id: str, class_uid: str, infoset: str, built: list[_Built], folder: Path,
-                failures: dict[str, str]) -> None:
+    def _record(self, instance_id: str, class_uid: str, infoset: str, built: list[_Built], path: Path,
+                spans: list[tuple[int, int]], failures: dict[str, str]) -> None:
         """Keep the models, in a transaction that checks the application is still in a state that allows
         GetAsModels (an IDLE that came in meanwhile released everything)."""
         now = time.time()
@@ -320,10 +327,10 @@ class ModelRegistry:
                 raise InstanceEnded(f"instance {instance_id} has ended ({row['end_reason']})")
             check_precondition("GetAsModels", row["reported_state"] and State(row["reported_state"]))
             db.executemany(
-                "INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, sources, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(m.uuid, instance_id, class_uid, infoset, str(folder / f"{m.uuid}.xml"), json.dumps(m.sources), now)
-                 for m in built])
+                "INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, offset, length, sources, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(m.uuid, instance_id, class_uid, infoset, str(path), offset, length, json.dumps(m.sources), now)
+                 for m, (offset, length) in zip(built, spans)])
             db.executemany(
                 "INSERT INTO model_bulk_data (uuid, instance_id, model, path, offset, length, transfer_syntax, frame)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -391,7 +398,9 @@ class ModelRegistry:
     def _view(self, row: sqlite3.Row) -> etree._Element:
         view = self._views.get(row["uuid"])
         if view is None:
-            document = Path(row["path"]).read_bytes()
+            with open(row["path"], "rb") as f:
+                f.seek(row["offset"])
+                document = f.read(row["length"])
             view = namespace_free(document, MODEL_ROOTS[row["class_uid"]], MODEL_NAMESPACES[row["class_uid"]])
             self._views.put(row["uuid"], view, len(document))
         return view
@@ -443,14 +452,16 @@ class ModelRegistry:
         return []
 
     def _sweep(self, instance_id: str) -> None:
-        """Delete the XML of released models (their bulk-data copies stay for the locators handed out)."""
+        """Delete the XML files whose models are all released (bulk-data copies stay for the locators
+        handed out)."""
         rows = self._store.read().execute(
-            "SELECT uuid, path FROM models WHERE instance_id = ? AND released_at IS NOT NULL AND swept = 0",
-            (instance_id,)).fetchall()
+            "SELECT uuid, path FROM models WHERE instance_id = ? AND released_at IS NOT NULL AND swept = 0 "
+            "AND path NOT IN (SELECT path FROM models WHERE instance_id = ? AND released_at IS NULL)",
+            (instance_id, instance_id)).fetchall()
         if not rows:
             return
-        for row in rows:
-            Path(row["path"]).unlink(missing_ok=True)
+        for path in {row["path"] for row in rows}:
+            Path(path).unlink(missing_ok=True)
         self._views.drop(row["uuid"] for row in rows)
         with self._store.transaction() as db:
             db.executemany("UPDATE models SET swept = 1 WHERE uuid = ?", [(row["uuid"],) for row in rows])

@@ -17,6 +17,7 @@ from typing import BinaryIO, Optional
 
 import pydicom
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
+from pydicom.filereader import data_element_generator, read_preamble
 from pydicom.dataset import Dataset
 from pydicom.datadict import dictionary_VR
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian, UID
@@ -26,6 +27,12 @@ from hosting_service.store.base import InputObject
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 """Value representations whose values are bytes: InlineBinary or BulkData in the Native model."""
 
+_PLAIN_ENCODINGS = {
+    ImplicitVRLittleEndian: (True, True),
+    UID("1.2.840.10008.1.2.1"): (False, True),
+    UID("1.2.840.10008.1.2.2"): (False, False),
+}
+"""The uncompressed transfer syntaxes: (implicit VR, little endian)."""
 _ITEM = 0xFFFEE000
 _SEQUENCE_DELIMITER = 0xFFFEE0DD
 
@@ -46,7 +53,8 @@ class Span:
 class Source:
     """One offered object, open for reading (a context manager)."""
 
-    def __init__(self, obj: InputObject, inline_max: int):
+    def __init__(self, obj: InputObject, inline_max: int, *, elements_only: bool = False):
+        """``elements_only``: the caller needs the elements, not a Dataset (see :meth:`_read_elements`)."""
         self.obj = obj
         try:
             self._file: BinaryIO = open(obj.path, "rb")
@@ -64,21 +72,58 @@ class Source:
         stream: BinaryIO = self._file if to_end else io.BytesIO(self._file.read(length))
         self._base = 0 if to_end else obj.offset
         self._stream = stream
+        self._dataset: Optional[Dataset] = None
+        self.raw_elements: Optional[dict] = None
+        """The top-level elements as read (the Native model's fast path), else ``None``."""
+        if elements_only and self._read_elements(stream, inline_max):
+            return
+        stream.seek(obj.offset if to_end else 0)
         try:
-            self.dataset: Dataset = pydicom.dcmread(stream, force=True, defer_size=inline_max)
+            self._dataset = pydicom.dcmread(stream, force=True, defer_size=inline_max)
             self.transfer_syntax = UID(self.dataset.file_meta.get("TransferSyntaxUID") or "")
             self.in_file = self.transfer_syntax != DeflatedExplicitVRLittleEndian
             if not self.in_file:  # positions are in the inflated copy: read every value now
                 stream.seek(obj.offset if to_end else 0)
-                self.dataset = pydicom.dcmread(stream, force=True)
+                self._dataset = pydicom.dcmread(stream, force=True)
         except Exception as exc:  # pydicom raises many types for data it cannot parse
             self.close()
             raise UnreadableSource(f"pydicom cannot read it: {exc}") from None
         if not self.transfer_syntax:
-            implicit, little = self.dataset.original_encoding
+            implicit, little = self._dataset.original_encoding
             self.transfer_syntax = ImplicitVRLittleEndian if implicit or implicit is None else UID(
                 "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
         self.little_endian = self.transfer_syntax != "1.2.840.10008.1.2.2"
+
+    def _read_elements(self, stream: BinaryIO, inline_max: int) -> bool:
+        """Read a Part 10 file in a plain transfer syntax as a dict of its raw elements, skipping the
+        Dataset pydicom would build around them (about half the cost of ``dcmread``). ``False`` where
+        this does not apply (no Part 10 header, Deflated, an unknown syntax); then ``dcmread`` reads it."""
+        try:
+            if read_preamble(stream, False) is None:
+                return False
+            meta = {raw.tag: raw for raw in data_element_generator(
+                stream, False, True, stop_when=lambda tag, vr, length: tag.group != 2)}
+            syntax = UID((meta[0x00020010].value or b"").decode("ascii").strip(" \x00"))
+            if syntax in _PLAIN_ENCODINGS:
+                implicit, little = _PLAIN_ENCODINGS[syntax]
+            elif syntax.is_encapsulated and syntax != DeflatedExplicitVRLittleEndian:
+                implicit, little = False, True  # only Pixel Data is compressed
+            else:
+                return False
+            self.raw_elements = {raw.tag: raw for raw in data_element_generator(
+                stream, implicit, little, defer_size=inline_max)}
+        except Exception:  # whatever this shortcut cannot read, dcmread gets to try
+            return False
+        self.transfer_syntax, self.in_file, self.little_endian = syntax, True, little
+        self._meta = meta
+        return True
+
+    @property
+    def dataset(self) -> Dataset:
+        """The data set (built from the raw elements on first use where only those were read)."""
+        if self._dataset is None:
+            self._dataset = Dataset(self.raw_elements)
+        return self._dataset
 
     def close(self) -> None:
         self._file.close()
