@@ -28,9 +28,10 @@ A subclass implements :meth:`HostedApplication.process` (``inputs -> outputs``) 
   after ``process`` raised, which is reported first as a FATALERROR status) stops it, and the
   application returns to IDLE once the task's thread has stopped or ``--cancel-grace`` has passed.
   EXIT (from IDLE) notifies, stops the endpoint and ends the process with status 0.
-* **Models**: the application offers no models: GetAsModels lists every requested object in
-  ``FailedSourceObjects`` (§8.3.3 allows failing objects that cannot be represented), QueryModel and
-  QueryInfoSet answer no results, ReleaseModels has nothing to release.
+* **Models** (:mod:`client.models`): the application offers its DICOM outputs as Native DICOM Models
+  (GetAsModels, QueryModel, QueryInfoSet, ReleaseModels, GetData on their bulk-data UUIDs); other
+  outputs go to ``FailedSourceObjects``. An application that reads its inputs only through models sets
+  ``fetch_inputs = False`` and calls :func:`client.models.input_models` in ``process``.
 * **Headless**: BringToFront always answers TRUE, as §8.1.3 requires of applications without a GUI.
 
 The operation methods (``GetState``, ``SetState``...) follow the Operations contract of
@@ -52,6 +53,7 @@ from typing import Callable, ClassVar, Optional, Sequence
 
 from client.data_exchange import DEFAULT_TRANSFER_SYNTAXES, read_located
 from client.host_client import HostCallError, HostClient
+from client.models import OutputModels
 from client.server import ThreadedWSGIServer
 from client.task import TaskCanceled, TaskContext, TaskInput, TaskOutput, announcement
 from hosting_service.config import Settings
@@ -124,6 +126,8 @@ class _Task:
         self.finished = False
         """Outputs announced; the task goes COMPLETED as soon as it is INPROGRESS."""
         self.outputs: dict[str, _Delivered] = {}
+        self.models = OutputModels()
+        """The outputs as models, for the host (released with the task, at IDLE)."""
         self.thread: Optional[threading.Thread] = None
 
     def cancel(self) -> None:
@@ -178,6 +182,9 @@ class HostedApplication:
     """Default seconds to wait for a canceled ``process`` to return before going IDLE (``--cancel-grace``)."""
     call_timeout: ClassVar[float] = 30.0
     """Seconds each call to the host may take."""
+    fetch_inputs: ClassVar[bool] = True
+    """False: ``process`` gets no inputs fetched with GetData; it reads them through models
+    (:func:`client.models.input_models`) or ``context.available_data`` itself."""
 
     # --- what a subclass provides ---------------------------------------------------------------------
 
@@ -330,40 +337,52 @@ class HostedApplication:
         if task is None or not task.outputs:
             raise ClientError(f"GetData: this application has announced no outputs (it is {self._state})")
         requested = [u.strip() for u in objects or [] if u and u.strip()]
-        unknown = [u for u in requested if u.lower() not in task.outputs]
+        bulk = task.models.bulk_locators(requested)  # BulkData/@uuid of the outputs' models (§8.3.2)
+        unknown = [u for u in requested if u.lower() not in task.outputs and u.lower() not in bulk]
         if unknown:
             raise ClientError(f"GetData: not announced by this application: {', '.join(unknown[:5])}")
-        return [
-            ObjectLocator(
+        locators = []
+        for requested_uuid in requested:
+            delivered = task.outputs.get(requested_uuid.lower())
+            locators.append(bulk[requested_uuid.lower()] if delivered is None else ObjectLocator(
                 Length=delivered.length,
                 Offset=0,
                 TransferSyntax=delivered.output.transfer_syntax_uid,
                 URI=delivered.uri,
                 Locator=str(uuid.uuid4()),
                 Source=requested_uuid,
-            )
-            for requested_uuid, delivered in ((u, task.outputs[u.lower()]) for u in requested)
-        ]
+            ))
+        return locators
 
     def ReleaseData(self, objects: Optional[list[str]] = None) -> None:
         """Nothing to free: the outputs are at the host's output locations, and the host owns them once
         their URIs are handed back (§8.2.3)."""
 
-    # --- ApplicationService: models (§8.3.3-§8.3.5, §8.3.7): none offered, see the module docstring ---
+    # --- ApplicationService: models (§8.3.3-§8.3.5, §8.3.7): the outputs as Native DICOM Models -----
+
+    def _outputs_task(self, operation: str) -> _Task:
+        task = self._task
+        if task is None or not task.outputs:
+            raise ClientError(f"{operation}: this application has announced no outputs (it is {self._state})")
+        return task
 
     def GetAsModels(self, objects: Optional[list[str]] = None, classUID: Optional[str] = None,
                     supportedInfoSetTypes: Optional[list[str]] = None) -> ModelSetDescriptor:
-        return ModelSetDescriptor(FailedSourceObjects=list(objects or []), Models=[])
+        task = self._outputs_task("GetAsModels")
+        return task.models.get_as_models(task.outputs, [u.strip() for u in objects or [] if u and u.strip()],
+                                         (classUID or "").strip(), supportedInfoSetTypes)
 
     def ReleaseModels(self, models: Optional[list[str]] = None) -> None:
-        return None
+        task = self._task
+        if task is not None:
+            task.models.release(models or [])
 
     def QueryModel(self, models: Optional[list[str]] = None, xPaths: Optional[list[str]] = None) -> list[QueryResult]:
-        return []
+        return self._outputs_task("QueryModel").models.query_model(list(models or []), list(xPaths or []))
 
     def QueryInfoSet(self, models: Optional[list[str]] = None,
                      xPaths: Optional[list[str]] = None) -> list[QueryResultInfoSet]:
-        return []
+        return self._outputs_task("QueryInfoSet").models.query_info_set(list(models or []), list(xPaths or []))
 
     # --- the state machine (the state-machine thread) -----------------------------------------------
 
@@ -477,7 +496,7 @@ class HostedApplication:
         try:
             self._proceed(task, lambda: task.last_data)
             step = "fetching inputs"
-            inputs = self._fetch_inputs(task)
+            inputs = self._fetch_inputs(task) if self.fetch_inputs else []
             step = "process()"
             outputs = list(self.process(inputs, context) or [])
             step = "delivering outputs"

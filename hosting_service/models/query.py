@@ -22,6 +22,7 @@ from typing import Iterable
 from lxml import etree
 
 from hosting_service.errors import ClientError
+from hosting_service.model import QueryResult, QueryResultInfoSet, XPathNode, XPathNodeInfoSet
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,33 @@ def _xpath_string(value) -> str:
             return "Infinity" if value > 0 else "-Infinity"
         return str(int(value)) if value == int(value) else repr(value)
     return str(value)
+
+
+def run_queries(operation: str, models: Iterable[tuple[str, etree._Element, str]], xpaths: list[str],
+                max_bytes: int) -> list[tuple[str, str, list[Node]]]:
+    """``(model, xpath, nodes)`` for every model ``(uuid, query view, namespace)``, then every XPath, in
+    that order (model-major); a :class:`ClientError` once the answer would exceed ``max_bytes``."""
+    compiled = compile_xpaths(operation, xpaths)
+    budget, results = max_bytes, []
+    for model, view, namespace in models:
+        for text, xpath in compiled:
+            nodes = evaluate(operation, view, text, xpath, namespace)
+            budget -= sum(len(node.value) for node in nodes)
+            if budget < 0:
+                raise ClientError(f"{operation}: the answer would exceed {max_bytes} bytes; "
+                                  "ask for fewer models or narrower XPaths")
+            results.append((model, text, nodes))
+    return results
+
+
+def query_results(answers: list[tuple[str, str, list[Node]]]) -> list[QueryResult]:
+    """QueryModel's answer: each node's infoset as XML text."""
+    return [QueryResult(Model=model, XPath=text, Result=[XPathNode(NodeType=n.node_type, Value=n.value) for n in nodes])
+            for model, text, nodes in answers]
+
+
+def info_set_results(answers: list[tuple[str, str, list[Node]]]) -> list[QueryResultInfoSet]:
+    """QueryInfoSet's answer: each node's infoset as bytes of the negotiated type (``text/xml``: UTF-8)."""
+    return [QueryResultInfoSet(Model=model, XPath=text, Result=[
+                XPathNodeInfoSet(InfoSetValue=n.value.encode("utf-8"), NodeType=n.node_type) for n in nodes])
+            for model, text, nodes in answers]

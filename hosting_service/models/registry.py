@@ -42,11 +42,19 @@ from pydicom.uid import ExplicitVRLittleEndian
 from hosting_service.config import Settings
 from hosting_service.dicom.delivery import DICOM_MIME_TYPE, Delivery, _write_atomically
 from hosting_service.errors import ClientError
-from hosting_service.model import ModelSetDescriptor, QueryResult, QueryResultInfoSet, XPathNode, XPathNodeInfoSet
+from hosting_service.model import ModelSetDescriptor, QueryResult, QueryResultInfoSet
 from hosting_service.models import ABSTRACT_IMAGE_MODEL, MODEL_NAMESPACES, MODEL_ROOTS, NATIVE_DICOM_MODEL, TEXT_XML
 from hosting_service.models.abstract_image import NotAnImage, abstract_model, group_images, read_image
 from hosting_service.models.native import native_model
-from hosting_service.models.query import Node, compile_xpaths, evaluate, namespace_free, with_namespace
+from hosting_service.models.query import (
+    Node,
+    compile_xpaths,
+    info_set_results,
+    namespace_free,
+    query_results,
+    run_queries,
+    with_namespace,
+)
 from hosting_service.models.source import Source, Span, UnreadableSource
 from hosting_service.states import State, check_precondition
 from hosting_service.store.base import InputObject, InstanceEnded, UnknownInstance
@@ -350,38 +358,20 @@ class ModelRegistry:
     def query(self, operation: str, instance_id: str, models: list[str], xpaths: list[str]
               ) -> list[tuple[str, str, list[Node]]]:
         """``(model, xpath, nodes)`` for every model, then every XPath, in the order asked."""
-        compiled = compile_xpaths(operation, xpaths)
+        compile_xpaths(operation, xpaths)  # a malformed XPath is reported before unknown models
         rows = self._live(instance_id, models)
         unknown = [m for m in models if m.lower() not in rows]
         if unknown:
             raise ModelsError(f"{operation}: no such model for this application (unknown or released): "
                               f"{_shown(unknown)}")
-        budget = self._settings.models_max_answer_bytes
-        results = []
-        for model in models:
-            row = rows[model.lower()]
-            view = self._view(row)
-            namespace = MODEL_NAMESPACES[row["class_uid"]]
-            for text, xpath in compiled:
-                nodes = evaluate(operation, view, text, xpath, namespace)
-                budget -= sum(len(node.value) for node in nodes)
-                if budget < 0:
-                    raise ModelsError(
-                        f"{operation}: the answer would exceed {self._settings.models_max_answer_bytes} bytes; "
-                        "ask for fewer models or narrower XPaths")
-                results.append((model, text, nodes))
-        return results
+        views = ((m, self._view(rows[m.lower()]), MODEL_NAMESPACES[rows[m.lower()]["class_uid"]]) for m in models)
+        return run_queries(operation, views, xpaths, self._settings.models_max_answer_bytes)
 
     def query_model(self, instance_id: str, models: list[str], xpaths: list[str]) -> list[QueryResult]:
-        return [QueryResult(Model=model, XPath=text, Result=[XPathNode(NodeType=n.node_type, Value=n.value)
-                                                             for n in nodes])
-                for model, text, nodes in self.query("QueryModel", instance_id, models, xpaths)]
+        return query_results(self.query("QueryModel", instance_id, models, xpaths))
 
     def query_info_set(self, instance_id: str, models: list[str], xpaths: list[str]) -> list[QueryResultInfoSet]:
-        """The same nodes as QueryModel, each as bytes of the negotiated infoset type (``text/xml``: UTF-8)."""
-        return [QueryResultInfoSet(Model=model, XPath=text, Result=[
-                    XPathNodeInfoSet(InfoSetValue=n.value.encode("utf-8"), NodeType=n.node_type) for n in nodes])
-                for model, text, nodes in self.query("QueryInfoSet", instance_id, models, xpaths)]
+        return info_set_results(self.query("QueryInfoSet", instance_id, models, xpaths))
 
     def _live(self, instance_id: str, models: Iterable[str]) -> dict[str, sqlite3.Row]:
         wanted = list({m.lower() for m in models})
