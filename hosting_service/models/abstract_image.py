@@ -32,6 +32,7 @@ from typing import Optional
 
 import numpy as np
 from lxml import etree
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 
@@ -87,7 +88,7 @@ def read_image(source: Source, descriptor_uuid: str) -> Image:
               and ds.get("PhotometricInterpretation", "") in ("MONOCHROME1", "MONOCHROME2", "RGB", "PALETTE COLOR"))
     image = Image(descriptor_uuid, source.obj, ds)
     frame_bytes = int(ds.Rows) * int(ds.Columns) * samples * bits // 8
-    whole = source.span(raw) if direct else None
+    whole = source.span(raw) if direct and isinstance(raw, RawDataElement) else None
     if whole is not None and whole.length < frame_bytes * frames:
         raise NotAnImage("its pixel data is shorter than its frames")
     for index in range(frames):
@@ -126,8 +127,10 @@ def _position(ds: Dataset) -> Optional[np.ndarray]:
 
 def _ordered(group: list[Image]) -> list[Image]:
     normal = _normal(group[0].dataset)
-    if normal is not None and all(_position(i.dataset) is not None for i in group):
-        return sorted(group, key=lambda i: float(np.dot(_position(i.dataset), normal)))
+    positions = [_position(i.dataset) for i in group]
+    if normal is not None and all(p is not None for p in positions):
+        distance = {id(i): float(np.dot(p, normal)) for i, p in zip(group, positions) if p is not None}
+        return sorted(group, key=lambda i: distance[id(i)])
     return sorted(group, key=lambda i: int(i.dataset.get("InstanceNumber") or 0))
 
 
@@ -212,9 +215,10 @@ def abstract_model(images: list[Image]) -> tuple[etree._Element, list[tuple[Imag
         _spatial(dimension, step, pixel_unit, direction, number)
 
     dimension = etree.SubElement(root, "Dimension", idNumber="3", numberOfSamples=str(len(slices)))
-    positions = [_position(image.dataset) for image, _ in slices]
+    found = [_position(image.dataset) for image, _ in slices]
+    positions = [p for p in found if p is not None]
     normal = _normal(first)
-    if len(slices) > 1 and normal is not None and all(p is not None for p in positions) and len(images) > 1:
+    if len(slices) > 1 and normal is not None and len(positions) == len(slices) and len(images) > 1:
         _coded(dimension, "Semantics", "SLICE", LOCAL_SCHEME, "Slice")
         distances = [float(np.dot(p - positions[0], normal)) for p in positions]
         steps = np.diff(distances)
@@ -237,8 +241,8 @@ def abstract_model(images: list[Image]) -> tuple[etree._Element, list[tuple[Imag
         _coded(dimension, "Semantics", "FRAME" if len(images) == 1 else "SLICE", LOCAL_SCHEME,
                "Frame" if len(images) == 1 else "Slice")
         _spatial(dimension, 1.0, ("{frame}", "frame"), None, 3)
-        if positions and positions[0] is not None:
-            position = positions[0]
+        if found and found[0] is not None:
+            position = found[0]
             etree.SubElement(dimension, "Origin", index="1", xCoord=repr(float(position[0])),
                              yCoord=repr(float(position[1])), zCoord=repr(float(position[2])))
 

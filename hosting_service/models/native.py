@@ -23,7 +23,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 import struct
-from typing import Callable, Optional, Union
+from typing import Any, Callable, MutableMapping, Optional, Union
 
 from lxml import etree
 from pydicom.dataelem import RawDataElement
@@ -66,12 +66,12 @@ class NativeBuilder:
         if source.raw_elements is not None:
             self._attributes(source.raw_elements, lambda: source.dataset, "latin-1")
         else:
-            dataset = source.dataset
-            self._attributes(dataset._dict, lambda: dataset, "latin-1")
+            self._attributes(source.dataset._dict, _constant(source.dataset), "latin-1")
         self._out.append("</NativeDicomModel>")
         return "".join(self._out).encode("utf-8")
 
-    def _attributes(self, raw_elements: dict, dataset: Callable[[], Dataset], encoding: Optional[str]) -> None:
+    def _attributes(self, raw_elements: MutableMapping[Any, Any], dataset: Callable[[], Dataset],
+                    encoding: Optional[str]) -> None:
         """The attributes of a data set, given as its raw elements (a Dataset's own are its ``_dict``):
         most values are decoded here directly from their bytes, which is several times cheaper than
         pydicom's conversion; the rest goes through pydicom, with the ``dataset()`` they belong to."""
@@ -126,7 +126,7 @@ class NativeBuilder:
             elif vr == "SQ":
                 for item_number, item in enumerate(element.value or (), 1):
                     out.append(f'<Item number="{item_number}">')
-                    self._attributes(item._dict, lambda item=item: item, encoding)
+                    self._attributes(item._dict, _constant(item), encoding)
                     out.append("</Item>")
             else:
                 self._value(vr, element.value)
@@ -174,6 +174,10 @@ class NativeBuilder:
                 out.extend(f"<{component}>{_escape(part)}</{component}>" for component, part in parts)
                 out.append(f"</{group}>")
         out.append("</PersonName>")
+
+
+def _constant(dataset: Dataset) -> Callable[[], Dataset]:
+    return lambda: dataset
 
 
 def _escape(text: str, attribute: bool = False) -> str:

@@ -13,7 +13,7 @@ import io
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, MutableMapping, Optional
 
 import pydicom
 from pydicom.dataelem import RawDataElement, convert_raw_data_element
@@ -73,7 +73,7 @@ class Source:
         self._base = 0 if to_end else obj.offset
         self._stream = stream
         self._dataset: Optional[Dataset] = None
-        self.raw_elements: Optional[dict] = None
+        self.raw_elements: Optional[MutableMapping[Any, Any]] = None
         """The top-level elements as read (the Native model's fast path), else ``None``."""
         if elements_only and self._read_elements(stream, inline_max):
             return
@@ -101,7 +101,7 @@ class Source:
         try:
             if read_preamble(stream, False) is None:
                 return False
-            meta = {raw.tag: raw for raw in data_element_generator(
+            meta: dict[int, Any] = {raw.tag: raw for raw in data_element_generator(
                 stream, False, True, stop_when=lambda tag, vr, length: tag.group != 2)}
             syntax = UID((meta[0x00020010].value or b"").decode("ascii").strip(" \x00"))
             if syntax in _PLAIN_ENCODINGS:
@@ -122,6 +122,7 @@ class Source:
     def dataset(self) -> Dataset:
         """The data set (built from the raw elements on first use where only those were read)."""
         if self._dataset is None:
+            assert self.raw_elements is not None  # one of the two was read
             self._dataset = Dataset(self.raw_elements)
         return self._dataset
 
