@@ -222,7 +222,10 @@ def test_malformed_queries_get_client_faults(native, host_server):
     unknown = "1e0d3c52-0000-4000-8000-000000000000"
     assert "no such model" in fault(lambda: native.host.query_info_set([model, unknown], ["/"]))
     assert "is not a model class" in fault(lambda: native.host.get_as_models([native.uuids["MR_small.dcm"]], "1.2.3"))
-    assert "not offered" in fault(lambda: native.host.get_as_models([unknown], NATIVE_DICOM_MODEL))
+    # objects never offered cannot be represented: the standard's FailedSourceObjects, and a warning
+    assert native.host.get_as_models([unknown], NATIVE_DICOM_MODEL).FailedSourceObjects == [unknown]
+    warnings, _ = host_server.admin.events(native.instance["id"], kinds=["warning"])
+    assert f"{unknown}: not offered to this application" in warnings[-1]["data"]["message"]
 
     other = Session(host_server, Path(native.paths["MR_small.dcm"]).parent / "other", {})
     assert "no such model" in fault(lambda: other.host.query_model([model], ["/"]))  # another instance's model

@@ -236,9 +236,6 @@ class ModelRegistry:
             raise ModelsError(f"GetAsModels: {len(objects)} objects asked for; at most "
                               f"{self._settings.models_max_per_call} per call")
         offered = self._store.inputs(instance_id, objects)
-        unknown = [u for u in objects if u.lower() not in offered]
-        if unknown:
-            raise ModelsError(f"GetAsModels: not offered to this application: {_shown(unknown)}")
         infoset = negotiate(supported)
         self._sweep(instance_id)
         folder = self._folder(instance_id)
@@ -247,8 +244,10 @@ class ModelRegistry:
         inline_max = self._settings.models_inline_max_bytes
         dicom = {}
         for u in objects:
-            obj = offered[u.lower()]
-            if (obj.descriptor.MimeType or "").lower() != DICOM_MIME_TYPE:
+            obj = offered.get(u.lower())
+            if obj is None:
+                failures[u] = "not offered to this application"
+            elif (obj.descriptor.MimeType or "").lower() != DICOM_MIME_TYPE:
                 failures[u] = f"its MIME type is {obj.descriptor.MimeType!r}, not {DICOM_MIME_TYPE}"
             else:
                 dicom[u] = obj
