@@ -84,7 +84,7 @@ class NativeBuilder:
             if element_number == 0 or group == 0x0002:  # Group Length; File Meta Information
                 continue
             raw = raw_elements[tag]
-            values: Optional[list[str]] = None
+            fragment: Optional[str] = None
             element = None
             if isinstance(raw, RawDataElement):
                 vr = raw.VR or _dictionary_vr(number)
@@ -93,9 +93,11 @@ class NativeBuilder:
                     if vr not in BINARY_VRS:
                         element = source.convert(dataset(), raw)
                         vr = element.VR
+                elif vr in BINARY_VRS:
+                    fragment = self._binary(raw.value or b"")
                 elif vr and " or " not in vr and vr != "SQ":
-                    values = _decoded(vr, raw.value or b"", raw.is_little_endian, encoding)
-                    if values is None:
+                    fragment = _value_xml(vr, raw.value or b"", raw.is_little_endian, encoding)
+                    if fragment is None:
                         element = dataset()[tag]
                         vr = element.VR
                 else:
@@ -119,10 +121,10 @@ class NativeBuilder:
                     out.append(f'<DicomAttribute tag="{number:08X}" vr="{vr}">')
             else:
                 out.append(f'<DicomAttribute tag="{number:08X}" vr="{vr}">')
-            if values is not None:
-                self._texts(vr, values, raw.value)
+            if fragment is not None:
+                out.append(fragment)
             elif element is None:
-                self._bulk(source.span(raw))
+                out.append(self._bulk(source.span(raw)))
             elif vr == "SQ":
                 for item_number, item in enumerate(element.value or (), 1):
                     out.append(f'<Item number="{item_number}">')
@@ -132,48 +134,44 @@ class NativeBuilder:
                 self._value(vr, element.value)
             out.append("</DicomAttribute>")
 
-    def _texts(self, vr: str, values: list[str], data: bytes) -> None:
-        """Values decoded by :func:`_decoded`."""
-        if vr in BINARY_VRS:
-            if data:
-                self._value(vr, data)
-        elif vr == "PN":
-            for number, name in enumerate(values, 1):
-                self._person_name(number, name.split("="))
-        else:
-            self._out.extend(f'<Value number="{number}">{_escape(text)}</Value>' for number, text in enumerate(values, 1))
-
     def _value(self, vr: str, value) -> None:
         """A value pydicom converted."""
         if value is None or value == "" or value == b"":
             return
         if vr in BINARY_VRS:
-            data = bytes(value)
-            if len(data) > self.inline_max:
-                self._bulk(data)
-            else:
-                self._out.append(f"<InlineBinary>{base64.b64encode(data).decode('ascii')}</InlineBinary>")
+            self._out.append(self._binary(bytes(value)))
         elif vr == "PN":
-            for number, name in enumerate(_values(value), 1):
-                self._person_name(number, getattr(name, "components", None) or (str(name or ""),))
+            self._out.extend(_person_name(number, [_escape(c) for c in getattr(name, "components", None) or
+                                                   (str(name or ""),)])
+                             for number, name in enumerate(_values(value), 1))
         else:
-            self._texts(vr, [_text(vr, item) for item in _values(value)], b"")
+            self._out.extend(f'<Value number="{number}">{_escape(_text(vr, item))}</Value>'
+                             for number, item in enumerate(_values(value), 1))
 
-    def _bulk(self, where: Union[Span, bytes]) -> None:
+    def _binary(self, data: bytes) -> str:
+        """InlineBinary up to the inline limit, else BulkData (a copy: the bytes were read)."""
+        if not data:
+            return ""
+        if len(data) > self.inline_max:
+            return self._bulk(data)
+        return f"<InlineBinary>{base64.b64encode(data).decode('ascii')}</InlineBinary>"
+
+    def _bulk(self, where: Union[Span, bytes]) -> str:
         value = BulkValue(str(uuid.uuid4()), where)
         self.bulk.append(value)
-        self._out.append(f'<BulkData uuid="{value.uuid}"/>')
+        return f'<BulkData uuid="{value.uuid}"/>'
 
-    def _person_name(self, number: int, components) -> None:
-        out = self._out
-        out.append(f'<PersonName number="{number}">')
-        for group, text in zip(NAME_GROUPS, components):
-            parts = [(component, part) for component, part in zip(NAME_COMPONENTS, text.split("^")) if part]
-            if parts:
-                out.append(f"<{group}>")
-                out.extend(f"<{component}>{_escape(part)}</{component}>" for component, part in parts)
-                out.append(f"</{group}>")
-        out.append("</PersonName>")
+
+def _person_name(number: int, components) -> str:
+    """A PersonName element from its (escaped) component groups."""
+    parts = [f'<PersonName number="{number}">']
+    for group, text in zip(NAME_GROUPS, components):
+        names = [f"<{component}>{part}</{component}>" for component, part in zip(NAME_COMPONENTS, text.split("^"))
+                 if part]
+        if names:
+            parts.append(f"<{group}>{''.join(names)}</{group}>")
+    parts.append("</PersonName>")
+    return "".join(parts)
 
 
 def _constant(dataset: Dataset) -> Callable[[], Dataset]:
@@ -257,30 +255,32 @@ def _keyword(tag) -> str:
     return entry[4] if entry else ""
 
 
-def _decoded(vr: str, data: bytes, little_endian: bool, encoding: Optional[str]) -> Optional[list[str]]:
-    """The values of an element as the model writes them, decoded from its bytes; ``None`` where pydicom
-    must do it (a character set with code extensions, a VR this does not handle)."""
+def _value_xml(vr: str, data: bytes, little_endian: bool, encoding: Optional[str]) -> Optional[str]:
+    """The ``Value`` (or ``PersonName``) elements of a value, decoded from its bytes; ``None`` where pydicom
+    must decode it (a character set with code extensions, a VR this does not handle)."""
     if vr in _SPLIT_TEXT_VRS or vr in _SINGLE_TEXT_VRS:
         if vr in _CHARSET_VRS and encoding is None:
             return None
-        text = data.decode(encoding or "latin-1")
+        text = _escape(data.decode(encoding or "latin-1").rstrip(" \x00"))  # escaping adds no \\, ^ or =
+        if not text:
+            return ""
         if vr in _SINGLE_TEXT_VRS:
-            text = text.rstrip(" \x00")
-            return [text] if text else []
-        text = text.rstrip(" \x00")
-        return [] if not text else [v.strip(" \x00") for v in text.split("\\")]
-    number = _NUMBER_FORMATS.get(vr)
-    if number is not None:
-        size = struct.calcsize("<" + number)
+            return f'<Value number="1">{text}</Value>'
+        values = [v.strip(" \x00") for v in text.split("\\")]
+        if vr == "PN":
+            return "".join(_person_name(number, name.split("=")) for number, name in enumerate(values, 1))
+        return "".join([f'<Value number="{number}">{v}</Value>' for number, v in enumerate(values, 1)])
+    number_format = _NUMBER_FORMATS.get(vr)
+    if number_format is not None:
+        size = struct.calcsize("<" + number_format)
         if len(data) % size:
             return None
-        values = struct.unpack(f"{'<' if little_endian else '>'}{len(data) // size}{number}", data)
-        return [repr(v) if isinstance(v, float) else str(v) for v in values]
+        numbers = struct.unpack(f"{'<' if little_endian else '>'}{len(data) // size}{number_format}", data)
+        return "".join([f'<Value number="{number}">{v!r}</Value>' for number, v in enumerate(numbers, 1)])
     if vr == "AT":
         if len(data) % 4:
             return None
         words = struct.unpack(f"{'<' if little_endian else '>'}{len(data) // 2}H", data)
-        return [f"{words[i]:04X}{words[i + 1]:04X}" for i in range(0, len(words), 2)]
-    if vr in BINARY_VRS:
-        return []
+        return "".join([f'<Value number="{i // 2 + 1}">{words[i]:04X}{words[i + 1]:04X}</Value>'
+                        for i in range(0, len(words), 2)])
     return None
