@@ -36,7 +36,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import get_decoder
 
-from hosting_service.models.source import Source, Span, optional_int
+from hosting_service.models.source import Source, Span
 from hosting_service.store.base import InputObject
 
 LOCAL_SCHEME = "99DCMHOST"
@@ -95,6 +95,11 @@ def read_image(source: Source, descriptor_uuid: str) -> Image:
         span = None if whole is None else Span(whole.path, whole.offset + index * frame_bytes, frame_bytes)
         image.frames.append(FrameData(str(uuid.uuid4()), span, index))
     return image
+
+
+def optional_int(ds: Dataset, keyword: str) -> Optional[int]:
+    value = ds.get(keyword)
+    return None if value in (None, "") else int(value)
 
 
 def group_images(images: list[Image]) -> list[list[Image]]:

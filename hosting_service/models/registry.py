@@ -56,8 +56,7 @@ from hosting_service.models.query import (
     with_namespace,
 )
 from hosting_service.models.source import Source, Span, UnreadableSource
-from hosting_service.states import State, check_precondition
-from hosting_service.store.base import InputObject, InstanceEnded, UnknownInstance
+from hosting_service.store.base import InputObject
 
 log = logging.getLogger("dicom_host.models")
 
@@ -271,6 +270,9 @@ class ModelRegistry:
             raise
         for model in built:
             self._views.put(model.uuid, model.root, len(model.plain))
+        if failures:
+            log.info("instance %s: GetAsModels: %d of %d objects cannot be represented", instance_id, len(failures),
+                     len(objects))
         return ModelSetDescriptor(FailedSourceObjects=[u for u in objects if u in failures], InfosetType=infoset,
                                   Models=[model.uuid for model in built])
 
@@ -326,13 +328,7 @@ class ModelRegistry:
         GetAsModels (an IDLE that came in meanwhile released everything)."""
         now = time.time()
         with self._store.transaction() as db:
-            row = db.execute("SELECT reported_state, ended_at, end_reason FROM instances WHERE id = ?",
-                             (instance_id,)).fetchone()
-            if row is None:
-                raise UnknownInstance(f"no instance {instance_id!r}")
-            if row["ended_at"] is not None:
-                raise InstanceEnded(f"instance {instance_id} has ended ({row['end_reason']})")
-            check_precondition("GetAsModels", row["reported_state"] and State(row["reported_state"]))
+            self._store._check_still(db, instance_id, "GetAsModels")  # the store's own re-check, in this transaction
             db.executemany(
                 "INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, offset, length, sources, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -193,7 +193,3 @@ class Source:
                 raise UnreadableSource(f"unexpected tag {tag:08X} in encapsulated pixel data")
             position += 8 + item_length
 
-
-def optional_int(ds: Dataset, keyword: str) -> Optional[int]:
-    value = ds.get(keyword)
-    return None if value in (None, "") else int(value)
