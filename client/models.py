@@ -35,12 +35,8 @@ from hosting_service.model import (
     QueryResultInfoSet,
     iter_descriptors,
 )
-from hosting_service.models import NATIVE_DICOM_MODEL, NATIVE_NS
-from hosting_service.models.native import native_model
+from hosting_service.models import NATIVE_DICOM_MODEL, NATIVE_NS, negotiate
 from hosting_service.models.query import info_set_results, query_results, run_queries
-from hosting_service.models.registry import negotiate
-from hosting_service.models.source import Source, Span, UnreadableSource
-from hosting_service.store.base import InputObject
 
 if TYPE_CHECKING:
     from client.task import TaskContext, TaskOutput
@@ -133,6 +129,8 @@ class OutputModels:
     def get_as_models(self, outputs: dict, objects: list[str], class_uid: str,
                       supported: Optional[list[str]]) -> ModelSetDescriptor:
         """``outputs``: descriptor UUID (lower case) -> the kit's delivered output (``output``, ``uri``)."""
+        from hosting_service.models.source import UnreadableSource  # pydicom: only once models are asked for
+
         if class_uid != NATIVE_DICOM_MODEL:
             raise ClientError(f"GetAsModels: this application offers its outputs as Native DICOM Models "
                               f"({NATIVE_DICOM_MODEL}) only, not {class_uid or '(none)'!r}")
@@ -151,6 +149,10 @@ class OutputModels:
         return ModelSetDescriptor(FailedSourceObjects=failed, InfosetType=negotiate(supported), Models=models)
 
     def _build(self, descriptor_uuid: str, output: "TaskOutput", uri: str) -> str:
+        from hosting_service.models.native import native_model
+        from hosting_service.models.source import Source, Span, UnreadableSource
+        from hosting_service.store.base import InputObject
+
         if output.mime_type.lower() != DICOM_MIME_TYPE:
             raise UnreadableSource(f"its MIME type is {output.mime_type}")
         temporary = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
 NATIVE_DICOM_MODEL = "1.2.840.10008.7.1.1"
 """Class UID of the Native DICOM Model (PS3.19 A.1)."""
@@ -29,6 +30,16 @@ MODEL_MIME_TYPES = {NATIVE_DICOM_MODEL: "application/x-dicom.native", ABSTRACT_I
 
 TEXT_XML = "text/xml"
 """The one infoset type this host produces; every recipient supports and lists it (§8.3.3)."""
+SUPPORTED_INFOSET_TYPES = (TEXT_XML,)
+
+
+def negotiate(supported: Optional[list[str]]) -> str:
+    """The first of the recipient's infoset types this host produces; ``text/xml`` when none is, since
+    every recipient supports it (§8.3.3)."""
+    for mime in supported or []:
+        if (mime or "").strip().lower() in SUPPORTED_INFOSET_TYPES:
+            return (mime or "").strip().lower()
+    return TEXT_XML
 
 
 def schema_path(class_uid: str) -> Path:

@@ -43,7 +43,13 @@ from hosting_service.config import Settings
 from hosting_service.dicom.delivery import DICOM_MIME_TYPE, Delivery, _write_atomically
 from hosting_service.errors import ClientError
 from hosting_service.model import ModelSetDescriptor, QueryResult, QueryResultInfoSet
-from hosting_service.models import ABSTRACT_IMAGE_MODEL, MODEL_NAMESPACES, MODEL_ROOTS, NATIVE_DICOM_MODEL, TEXT_XML
+from hosting_service.models import (
+    ABSTRACT_IMAGE_MODEL,
+    MODEL_NAMESPACES,
+    MODEL_ROOTS,
+    NATIVE_DICOM_MODEL,
+    negotiate,
+)
 from hosting_service.models.abstract_image import NotAnImage, abstract_model, group_images, read_image
 from hosting_service.models.native import native_model
 from hosting_service.models.query import (
@@ -88,7 +94,6 @@ CREATE TABLE IF NOT EXISTS model_bulk_data (
 CREATE INDEX IF NOT EXISTS model_bulk_data_by_model ON model_bulk_data (model);
 """
 
-SUPPORTED_INFOSET_TYPES = (TEXT_XML,)
 CACHE_BUDGET = 64 << 20
 """Bytes of model XML whose query views one worker keeps parsed."""
 MODELS_FOLDER = "models"
@@ -185,15 +190,6 @@ class _ViewCache:
                 entry = self._views.pop(key, None)
                 if entry is not None:
                     self._size -= entry[1]
-
-
-def negotiate(supported: Optional[list[str]]) -> str:
-    """The first of the recipient's infoset types this host produces; ``text/xml`` when none is, since
-    every recipient supports it (§8.3.3)."""
-    for mime in supported or []:
-        if (mime or "").strip().lower() in SUPPORTED_INFOSET_TYPES:
-            return (mime or "").strip().lower()
-    return TEXT_XML
 
 
 def _shown(uuids: list[str]) -> str:
