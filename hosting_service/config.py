@@ -105,8 +105,8 @@ class Settings:
     """Deepest XML element nesting accepted in a SOAP request (the standard's messages need < 15)."""
 
     models_max_per_call: int = field(default=2000, metadata={"env": "MODELS_MAX_PER_CALL", "parse": int})
-    """Most objects one GetAsModels call may ask for (each becomes a model or part of one); more is a
-    Client fault."""
+    """Most objects one GetAsModels call, and most models one QueryModel/QueryInfoSet call, may ask for;
+    more is a Client fault."""
 
     models_max_answer_bytes: int = field(default=32 << 20, metadata={"env": "MODELS_MAX_ANSWER", "parse": int})
     """Largest QueryModel/QueryInfoSet answer (the bytes of its result values); a query that would answer

@@ -240,6 +240,7 @@ def test_caps_bound_models_per_call_and_answer_size(server_factory, tmp_path):
     assert "at most 2 per call" in fault(lambda: session.models(["MR_small.dcm", "CT_small.dcm", "rtplan.dcm"]))
     models = session.models(["MR_small.dcm", "CT_small.dcm"]).Models
     assert session.values(models, "count(//Value)")  # small answers pass
+    assert "at most 2 per call" in fault(lambda: session.host.query_model([*models, models[0]], ["/"]))
     assert "would exceed 5000 bytes" in fault(lambda: session.host.query_model(models, ["/"]))
 
 

@@ -349,6 +349,9 @@ class ModelRegistry:
     def query(self, operation: str, instance_id: str, models: list[str], xpaths: list[str]
               ) -> list[tuple[str, str, list[Node]]]:
         """``(model, xpath, nodes)`` for every model, then every XPath, in the order asked."""
+        if len(models) > self._settings.models_max_per_call:
+            raise ModelsError(f"{operation}: {len(models)} models asked for; at most "
+                              f"{self._settings.models_max_per_call} per call")
         compile_xpaths(operation, xpaths)  # a malformed XPath is reported before unknown models
         rows = self._live(instance_id, models)
         unknown = [m for m in models if m.lower() not in rows]
