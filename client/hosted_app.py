@@ -21,9 +21,10 @@ A subclass implements :meth:`HostedApplication.process` (``inputs -> outputs``) 
   ``process`` raised, which is reported first as a FATALERROR status) stops it, and the application
   returns to IDLE once the task's thread has stopped or ``--cancel-grace`` has passed. EXIT (from IDLE)
   notifies, stops the endpoint and ends the process with status 0.
-* **Models**: the application offers no models: GetAsModels lists every requested object in
-  ``FailedSourceObjects`` (§8.3.3 allows failing objects that cannot be represented), QueryModel and
-  QueryInfoSet answer no results, ReleaseModels has nothing to release.
+* **Models** (:mod:`client.models`): the application offers its DICOM outputs as Native DICOM Models
+  (GetAsModels, QueryModel, QueryInfoSet, ReleaseModels, GetData on their bulk-data UUIDs); other
+  outputs go to ``FailedSourceObjects``. An application that reads its inputs only through models sets
+  ``fetch_inputs = False`` and calls :func:`client.models.input_models` in ``process``.
 * **Headless**: BringToFront always answers TRUE, as §8.1.3 requires of applications without a GUI.
 
 The operation methods (``GetState``, ``SetState``...) follow the Operations contract of
@@ -43,6 +44,7 @@ from typing import Callable, ClassVar, Optional, Sequence
 from client.data_exchange import DEFAULT_TRANSFER_SYNTAXES
 from client.endpoint import ApplicationEndpoint
 from client.host_client import HostCallError, HostClient
+from client.outputs import DeliveredOutputs
 from client.launch import launch_parser, normalize_launch_flags
 from client.server import ThreadedWSGIServer
 from client.state_machine import ApplicationStateMachine
@@ -79,6 +81,9 @@ class HostedApplication:
     """Default seconds to wait for a canceled ``process`` to return before going IDLE (``--cancel-grace``)."""
     call_timeout: ClassVar[float] = 30.0
     """Seconds each call to the host may take."""
+    fetch_inputs: ClassVar[bool] = True
+    """False: ``process`` gets no inputs fetched with GetData; it reads them through models
+    (:func:`client.models.input_models`) or ``context.available_data`` itself."""
 
     # --- what a subclass provides ---------------------------------------------------------------------
 
@@ -129,7 +134,8 @@ class HostedApplication:
         self.host = self.connect_host()
         self._machine = ApplicationStateMachine(self._carry_out, self._report)
         self._tasks = TaskRunner(self.host, options, self.process, self.call_timeout,
-                                 completed=self._later(self._completed), failed=self._later(self._failed))
+                                 completed=self._later(self._completed), failed=self._later(self._failed),
+                                 fetch_inputs=self.fetch_inputs)
         self._task: Optional[Task] = None
         self._exited = threading.Event()
         parts = urllib.parse.urlsplit(options.applicationURL)
@@ -197,21 +203,28 @@ class HostedApplication:
         """Nothing to free: the outputs are at the host's output locations, and the host owns them once
         their URIs are handed back (§8.2.3)."""
 
-    # --- ApplicationService: models (§8.3.3-§8.3.5, §8.3.7): none offered, see the module docstring ---
+    # --- ApplicationService: models (§8.3.3-§8.3.5, §8.3.7): the outputs as Native DICOM Models -----
+
+    def _outputs(self, operation: str) -> DeliveredOutputs:
+        task = self._task
+        if task is None or not task.outputs:
+            raise ClientError(f"{operation}: this application has announced no outputs (it is {self._machine.state})")
+        return task.outputs
 
     def GetAsModels(self, objects: Optional[list[str]] = None, classUID: Optional[str] = None,
                     supportedInfoSetTypes: Optional[list[str]] = None) -> ModelSetDescriptor:
-        return ModelSetDescriptor(FailedSourceObjects=list(objects or []), Models=[])
+        return self._outputs("GetAsModels").get_as_models(objects or [], classUID or "", supportedInfoSetTypes)
 
     def ReleaseModels(self, models: Optional[list[str]] = None) -> None:
-        return None
+        if self._task is not None:
+            self._task.outputs.release_models(models or [])
 
     def QueryModel(self, models: Optional[list[str]] = None, xPaths: Optional[list[str]] = None) -> list[QueryResult]:
-        return []
+        return self._outputs("QueryModel").query_model(models or [], xPaths or [])
 
     def QueryInfoSet(self, models: Optional[list[str]] = None,
                      xPaths: Optional[list[str]] = None) -> list[QueryResultInfoSet]:
-        return []
+        return self._outputs("QueryInfoSet").query_info_set(models or [], xPaths or [])
 
     # --- transitions (on the state-machine thread) ----------------------------------------------------
 

@@ -82,11 +82,13 @@ class Task:
 class TaskRunner:
     """Runs tasks for one application: ``process`` is the application's function, ``completed(task)``
     and ``failed(task, message)`` are called (on the task's thread) when a task ends other than by
-    cancellation."""
+    cancellation. With ``fetch_inputs`` false, ``process`` gets no inputs fetched with GetData (it reads
+    them through models)."""
 
     def __init__(self, host: HostClient, options: argparse.Namespace, process: Process, call_timeout: float,
-                 completed: Callable[[Task], None], failed: Callable[[Task, str], None]):
+                 completed: Callable[[Task], None], failed: Callable[[Task, str], None], fetch_inputs: bool = True):
         self.host = host
+        self.fetch_inputs = fetch_inputs
         self.options = options
         self.process = process
         self.call_timeout = call_timeout
@@ -107,7 +109,7 @@ class TaskRunner:
         try:
             task.proceed(lambda: task.last_data)
             step = "fetching inputs"
-            inputs = self._fetch_inputs(task)
+            inputs = self._fetch_inputs(task) if self.fetch_inputs else []
             step = "process()"
             outputs = list(self.process(inputs, context) or [])
             step = "delivering outputs"

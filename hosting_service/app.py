@@ -24,6 +24,7 @@ from typing import Optional
 from hosting_service.admin.api import HOST_SERVICE_PATH, AdminApi
 from hosting_service.config import Settings
 from hosting_service.logs import configure_logging, redacted_path
+from hosting_service.models.registry import ModelRegistry
 from hosting_service.operations import HostOperations
 from hosting_service.outputs.locations import OutputLocations
 from hosting_service.outputs.upload import UploadApp
@@ -49,6 +50,7 @@ class HostingApp:
         self.settings = settings
         self.store = open_store(settings)
         self.outputs = OutputLocations(self.store, settings)
+        ModelRegistry.attach(self.store, settings, self.outputs)  # its expiry hook, before any request
         self.endpoint = SoapEndpoint(HostService, settings)
         self.schema_names = frozenset(self.endpoint.documents.schema_names)
         self.uploads = UploadApp(self.store, settings, self.outputs)

@@ -127,6 +127,18 @@ class Settings:
     """Bound of the delivery cache (``<data_dir>/delivery-cache``): the transcoded copies of inputs that GetData
     makes, shared by all instances; least recently used copies go first (:mod:`hosting_service.dicom.cache`)."""
 
+    models_max_per_call: int = field(default=2000, metadata={"env": "MODELS_MAX_PER_CALL", "parse": int})
+    """Most objects one GetAsModels call, and most models one QueryModel/QueryInfoSet call, may ask for;
+    more is a Client fault."""
+
+    models_max_answer_bytes: int = field(default=32 << 20, metadata={"env": "MODELS_MAX_ANSWER", "parse": int})
+    """Largest QueryModel/QueryInfoSet answer (the bytes of its result values); a query that would answer
+    more is a Client fault asking for fewer models or narrower XPaths."""
+
+    models_inline_max_bytes: int = field(default=1024, metadata={"env": "MODELS_INLINE_MAX", "parse": int})
+    """Binary values up to this size are InlineBinary in a Native DICOM Model; larger ones are BulkData
+    that GetData serves."""
+
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
 

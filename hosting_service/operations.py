@@ -5,10 +5,9 @@ keyword arguments the wire element names, values those of :mod:`hosting_service.
 standard's preconditions from :mod:`hosting_service.states`, keeps everything in the store and never calls
 the application: answers are computed from the store alone, so a worker can serve any instance.
 
-The model-based half of the DataExchange interface (GetAsModels, QueryModel, QueryInfoSet, ReleaseModels)
-is not built yet: GetAsModels reports every requested object in ``FailedSourceObjects`` (PS3.19 §8.3.3
-allows a provider to fail objects it cannot represent), QueryModel/QueryInfoSet answer with no results
-since no model can exist, and ReleaseModels has nothing to release. Each is recorded as a warning event.
+The model-based half of the DataExchange interface (GetAsModels, QueryModel, QueryInfoSet, ReleaseModels,
+and GetData on the bulk-data UUIDs of models) is :mod:`hosting_service.models`; the methods here check
+the preconditions and delegate to its registry.
 """
 from __future__ import annotations
 
@@ -29,6 +28,7 @@ from hosting_service.model import (
     Status,
     iter_descriptors,
 )
+from hosting_service.models.registry import ModelRegistry
 from hosting_service.states import PreconditionViolation, State, check_precondition
 from hosting_service.store import Instance, Locator, SQLiteStore
 
@@ -82,6 +82,7 @@ class HostOperations:
         self.settings = settings
         self.outputs = outputs
         self.instance = instance
+        self.models = ModelRegistry.attach(store, settings, outputs)
 
     # --- helpers ----------------------------------------------------------------------------------------
 
@@ -179,18 +180,24 @@ class HostOperations:
             return []
         requested = _unique_uuids(objects)  # the wire caps how many
         offered = self.store.inputs(self.instance.id, requested)
-        unknown = [u for u in requested if u.lower() not in offered]
+        bulk = self.models.bulk_data(self.instance.id, [u for u in requested if u.lower() not in offered])
+        unknown = [u for u in requested if u.lower() not in offered and u.lower() not in bulk]
         if unknown:
             shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             raise ClientError(f"GetData: not offered to this application: {shown}")
         acceptable = [ts.strip() for ts in (acceptableTransferSyntaxes or []) if ts and ts.strip()]
         locators, records = [], []
         now = time.time()
+        instance_cache = self.outputs.area(self.instance.id).delivery_cache.absolute()
         cache = DeliveryCache(self.settings.delivery_cache_dir.absolute(), self.settings.delivery_cache_bytes,
-                              self.outputs.area(self.instance.id).delivery_cache.absolute())
+                              instance_cache)
         for requested_uuid in requested:
+            key = requested_uuid.lower()
             try:
-                delivery = deliver(offered[requested_uuid.lower()], acceptable, bool(includeBulkData), cache)
+                if key in bulk:  # a BulkData/@uuid of a model (PS3.19 §8.3.2): "the binary bulk data described"
+                    delivery = bulk[key].deliver(instance_cache)
+                else:
+                    delivery = deliver(offered[key], acceptable, bool(includeBulkData), cache)
             except NotDeliverable as exc:
                 self._not_delivered(requested_uuid, exc)
                 continue
@@ -216,33 +223,33 @@ class HostOperations:
     def ReleaseData(self, objects: Optional[list[str]] = None) -> None:
         self.store.release_locators(self.instance.id, _unique_uuids(objects))
 
-    # --- DataExchange, models (PS3.19 §8.3.3-8.3.5, §8.3.7): not built yet, see the module docstring --
-
-    def _models_not_built(self, operation: str) -> None:
-        self.store.add_event(self.instance.id, "warning", {
-            "operation": operation,
-            "message": f"{operation}: this host does not provide the model-based interface yet",
-        })
+    # --- DataExchange, models (PS3.19 §8.3.3-8.3.5, §8.3.7; hosting_service.models) ---------------
 
     def GetAsModels(self, objects: Optional[list[str]] = None, classUID: Optional[str] = None,
                     supportedInfoSetTypes: Optional[list[str]] = None) -> ModelSetDescriptor:
         if not self._allowed("GetAsModels"):
             return ModelSetDescriptor()
-        self._models_not_built("GetAsModels")
-        infoset = next((t for t in supportedInfoSetTypes or [] if t), "text/xml")
-        return ModelSetDescriptor(FailedSourceObjects=list(objects or []), InfosetType=infoset, Models=[])
+        try:
+            return self.models.get_as_models(self.instance.id, _uuids(objects), (classUID or "").strip(),
+                                             supportedInfoSetTypes)
+        except PreconditionViolation as exc:  # the application changed state since this request began
+            self._refused(exc)
+            return ModelSetDescriptor()
 
     def ReleaseModels(self, models: Optional[list[str]] = None) -> None:
-        if models:
-            self._models_not_built("ReleaseModels")
+        self.models.release(self.instance.id, _uuids(models))
 
     def QueryModel(self, models: Optional[list[str]] = None, xPaths: Optional[list[str]] = None) -> list[QueryResult]:
-        if self._allowed("QueryModel"):
-            self._models_not_built("QueryModel")
-        return []
+        if not self._allowed("QueryModel"):
+            return []
+        return self.models.query_model(self.instance.id, _uuids(models), list(xPaths or []))
 
     def QueryInfoSet(self, models: Optional[list[str]] = None,
                      xPaths: Optional[list[str]] = None) -> list[QueryResultInfoSet]:
-        if self._allowed("QueryInfoSet"):
-            self._models_not_built("QueryInfoSet")
-        return []
+        if not self._allowed("QueryInfoSet"):
+            return []
+        return self.models.query_info_set(self.instance.id, _uuids(models), list(xPaths or []))
+
+
+def _uuids(values: Optional[list[str]]) -> list[str]:
+    return [u.strip() for u in values or [] if u and u.strip()]

@@ -287,9 +287,11 @@ def test_task_inputs_fetched_outputs_served(launch, ct_series):
     with pytest.raises(ApplicationCallError, match="GetData: .*not announced by this application: 0000-bogus"):
         app.client.get_data(["0000-bogus"])
 
-    assert app.client.get_as_models(uuids, "1.2.840.10008.7.1.1").FailedSourceObjects == uuids
-    assert app.client.query_model(["m-1"], ["/a"]) == []
-    assert app.client.query_info_set(["m-1"], ["/a"]) == []
+    assert app.client.get_as_models(uuids, "1.2.840.10008.7.1.1").FailedSourceObjects == uuids  # not DICOM
+    with pytest.raises(ApplicationCallError, match="QueryModel: no such model of this application"):
+        app.client.query_model(["m-1"], ["/a"])
+    with pytest.raises(ApplicationCallError, match="QueryInfoSet: no such model of this application"):
+        app.client.query_info_set(["m-1"], ["/a"])
     assert app.client.release_models(["m-1"]) is None
     assert app.client.bring_to_front(Rectangle(Height=10, Width=10, RefPointX=0, RefPointY=0)) is True
     assert app.client.bring_to_front(None) is True

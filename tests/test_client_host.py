@@ -95,10 +95,14 @@ def test_data_exchange_with_the_host(working, host_server, instance, tmp_path):
         working.get_data(["00000000-0000-4000-8000-000000000000"])
 
     models = working.get_as_models(uuids, "1.2.840.10008.7.1.1")
-    assert models.FailedSourceObjects == uuids and models.Models == []
-    assert working.query_model(["m"], ["/NativeDicomModel"]) == []
-    assert working.query_info_set(["m"], ["/NativeDicomModel"]) == []
-    assert working.release_models(["m"]) is None
+    assert models.FailedSourceObjects == [] and len(models.Models) == 2
+    [first, second] = working.query_model(models.Models, ["/NativeDicomModel"])
+    assert (first.Model, first.Result[0].NodeType) == (models.Models[0], "Element")
+    [info] = working.query_info_set(models.Models[:1], ["/NativeDicomModel"])
+    assert info.Result[0].InfoSetValue == first.Result[0].Value.encode()
+    assert working.release_models(models.Models) is None
+    with pytest.raises(HostCallError, match="QueryModel: no such model"):
+        working.query_model(models.Models, ["/NativeDicomModel"])
 
     announced = AvailableData(ObjectDescriptors=[ObjectDescriptor(MimeType="text/plain", DescriptorUuid="6f1c0a52-1111-4000-8000-000000000001")])
     assert working.notify_data_available(announced, True) is True

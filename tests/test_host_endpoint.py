@@ -265,12 +265,15 @@ def test_suds_built_from_an_instances_wsdl_calls_every_operation(host_server, tm
     s.ReleaseData({"UUID": [{"Uuid": locator.Locator.Uuid}]})
     models = s.GetAsModels({"UUID": [{"Uuid": source}]}, {"Uid": "1.2.840.10008.7.1.1"},
                            {"MimeType": [{"Type": "text/xml"}]})
-    assert models.FailedSourceObjects.UUID[0].Uuid == source
+    model = models.Models.UUID[0].Uuid
     xpaths = client.factory.create("{%s}ArrayOfstring" % ARRAYS_NS)
     xpaths.string = ["/NativeDicomModel"]
     assert not s.QueryModel({"UUID": []}, xpaths)
-    assert not s.QueryInfoSet({"UUID": []}, xpaths)
-    s.ReleaseModels({"UUID": []})
+    [result] = s.QueryModel({"UUID": [{"Uuid": model}]}, xpaths).QueryResult
+    assert result.Result.XPathNode[0].NodeType == "Element"
+    [result] = s.QueryInfoSet({"UUID": [{"Uuid": model}]}, xpaths).QueryResultInfoSet
+    assert result.Result.XPathNodeInfoSet[0].NodeType == "Element"
+    s.ReleaseModels({"UUID": [{"Uuid": model}]})
     descriptor = {"MimeType": {"Type": "text/plain"}, "DescriptorUuid": {"Uuid": str(uuid.uuid4())}}
     assert s.NotifyDataAvailable({"ObjectDescriptors": {"ObjectDescriptor": [descriptor]}}, True) is True
     shown = host_server.admin.instance(inst["id"])
