@@ -89,7 +89,7 @@ class DeliveredOutputs:
     def get_as_models(self, objects: Sequence[str], class_uid: str,
                       supported_info_set_types: Optional[Sequence[str]]) -> ModelSetDescriptor:
         return self.models.get_as_models(self._by_uuid, [u.strip() for u in objects if u and u.strip()],
-                                         class_uid.strip(), supported_info_set_types)
+                                         class_uid.strip(), None if supported_info_set_types is None else list(supported_info_set_types))
 
     def query_model(self, models: Sequence[str], xpaths: Sequence[str]) -> list[QueryResult]:
         return self.models.query_model(list(models), list(xpaths))

@@ -40,7 +40,8 @@ from lxml import etree
 from pydicom.uid import ExplicitVRLittleEndian
 
 from hosting_service.config import Settings
-from hosting_service.dicom.delivery import DICOM_MIME_TYPE, Delivery, _write_atomically
+from hosting_service.dicom.delivery import DICOM_MIME_TYPE, Delivery
+from hosting_service.files import write_atomically
 from hosting_service.errors import ClientError
 from hosting_service.model import ModelSetDescriptor, QueryResult, QueryResultInfoSet
 from hosting_service.models import (
@@ -127,7 +128,7 @@ class BulkRecord:
             return Delivery(Path(self.path), self.offset, self.length, self.transfer_syntax)
         target = cache_dir / MODELS_FOLDER / f"{self.uuid}.raw"
         if not target.exists():
-            _write_atomically(target, self._decode())
+            write_atomically(target, self._decode())
         return Delivery(target, 0, target.stat().st_size, self.transfer_syntax)
 
     def _decode(self) -> bytes:
@@ -290,7 +291,7 @@ class ModelRegistry:
                     records.append(BulkRecord(value.uuid, span.path, span.offset, span.length, syntax))
                 else:  # not in the file as it is (inflated): the host keeps a copy
                     copy = folder / f"{value.uuid}.bin"
-                    _write_atomically(copy, value.where)
+                    write_atomically(copy, value.where)
                     records.append(BulkRecord(value.uuid, str(copy), 0, len(value.where), ExplicitVRLittleEndian))
             built.append(_Built(str(uuid.uuid4()), plain, root, [descriptor_uuid], records))
         return built
