@@ -85,3 +85,18 @@ def test_the_host_reads_a_kit_applications_outputs_through_its_models(launch, tm
     app.move(State.IDLE)
     with pytest.raises(ApplicationCallError, match="announced no outputs"):
         app.client.query_model([model], ["/"])
+
+
+def test_dicom_host_run_saves_the_outputs_models_with_output_models(host_server, tmp_path):
+    """``--output-models``: the host, as model recipient, reads the MIP app's output through the Native DICOM
+    Model the kit offers and keeps it beside the object, listed in the manifest."""
+    write_sample_series(tmp_path / "in", slices=3, size=32)
+    run = run_job(tmp_path / "out", "--app", f"{PYTHON} -m client.examples.mip_app", "--input",
+                  str(tmp_path / "in"), "--output-models", server=host_server.url)
+    assert run.returncode == 0, run.describe()
+    [entry] = run.manifest["outputs"]
+    assert set(run.manifest["models"]) == {entry["descriptorUuid"]}
+    model = etree.parse(str(run.output / run.manifest["models"][entry["descriptorUuid"]]))
+    etree.RelaxNG(etree.parse(str(schema_path(NATIVE_DICOM_MODEL)))).assertValid(model)
+    sop = model.xpath("//n:DicomAttribute[@keyword='SOPInstanceUID']/n:Value/text()", namespaces={"n": NATIVE_NS})
+    assert sop == [entry["sopInstanceUID"]]

@@ -65,6 +65,8 @@ class Manifest:
     outputs: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)
+    """``--output-models``: descriptor UUID -> the file of its Native DICOM Model (``models/<uuid>.xml``)."""
     timings: dict[str, Any] = field(default_factory=dict)
     """Seconds from the start of the run to each milestone (``instance``, ``offered``, ``launched``, ``idle``,
     ``exit``, ``end``), and ``stateRoundTrips``: each SetState with the milliseconds until the application's
@@ -87,6 +89,7 @@ class Manifest:
             "outputs": self.outputs,
             "statuses": self.statuses,
             "warnings": self.warnings,
+            **({"models": self.models} if self.models else {}),
             "timings": self.timings,
         }
 

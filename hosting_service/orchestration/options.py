@@ -32,3 +32,6 @@ class RunOptions:
     trust_app_uris: bool = False
     """Read outputs from any URI the application hands back (the old behaviour, for trusted applications on
     this machine). Off: only the instance's own output locations and the application's own endpoint."""
+    output_models: bool = False
+    """Also read each output's Native DICOM Model through the application's model interface (PS3.19
+    §8.3.3) and save it as ``models/<descriptor uuid>.xml`` beside the objects."""

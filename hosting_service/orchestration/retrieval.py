@@ -104,6 +104,8 @@ class Retrieval:
             else:
                 self.store(task, entry, locator, uri)
                 done.received += 1
+        if self.job.options.output_models:
+            self.save_models(entries)
         self.release(locators)
         missing = [e for e in entries if (e[0].DescriptorUuid or "").lower() not in by_source]
         if missing:
@@ -185,6 +187,19 @@ class Retrieval:
                                                  file=name, size=got.size, sha256=got.sha256,
                                                  sop_instance_uid=sop_instance_uid))
         job.record("retrieved", {"file": name, "size": got.size, "sha256": got.sha256})
+
+    def save_models(self, entries: list[Entry]) -> None:
+        """``--output-models``: the outputs' Native DICOM Models, read through the application's model
+        interface (§8.3.3-§8.3.4) and saved under ``models/``; the manifest's ``models`` lists them."""
+        from hosting_service.models.recipient import save_output_models
+
+        uuids = [d.DescriptorUuid for d, *_ in entries if d.DescriptorUuid]
+        summary = self.app.call(lambda client: save_output_models(client, uuids, self.job.folder))
+        self.job.manifest.models.update(summary["models"])
+        if summary["error"] or summary["failed"]:
+            self.job.warn(f"models of the outputs: {summary['error'] or 'not offered for ' + ', '.join(summary['failed'])}",
+                          failed=summary["failed"])
+        self.job.record("models", {"saved": len(summary["models"]), "failed": len(summary["failed"])})
 
     def release(self, locators: list[ObjectLocator]) -> None:
         """ReleaseData for the locators GetData gave (PS3.19 §8.3.6)."""
