@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import re
-import secrets
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Optional
@@ -22,6 +21,7 @@ from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
 from hosting_service.ports import free_loopback_port
+from hosting_service.tokens import new_token
 from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
 from hosting_service.store import Instance, InstanceEnded, SQLiteStore
@@ -41,11 +41,6 @@ _POLL_SECONDS_LATER = 0.02
 minutes costs the store 50 reads a second, not 500."""
 
 _ROUTE = re.compile(r"^/admin/instances(?:/(?P<id>[0-9a-f]{32})(?:/(?P<sub>[a-z-]+))?)?/?$")
-
-
-def new_token() -> str:
-    """An unguessable URL-safe token: 192 bits from the OS's CSPRNG."""
-    return secrets.token_urlsafe(24)
 
 
 def _is_loopback(address: Optional[str]) -> bool:

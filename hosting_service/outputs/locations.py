@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import secrets
 import sqlite3
 import time
 import uuid
@@ -53,6 +52,7 @@ from hosting_service.outputs.protocols import choose_protocol
 from hosting_service.outputs.uris import directory_uri, file_uri_path, web_location_parts
 from hosting_service.states import State, check_precondition
 from hosting_service.store import Instance, InstanceEnded, SQLiteStore, UnknownInstance
+from hosting_service.tokens import new_token
 
 log = logging.getLogger("dicom_host.outputs")
 
@@ -180,7 +180,7 @@ class OutputLocations:
         if protocol == "file":
             uri = directory_uri(folder)
         else:
-            token = secrets.token_urlsafe(24)
+            token = new_token()
             uri = f"{self._settings.public_url_base}/outputs/{token}/"
         if semantics == "file":
             uri += FILE_NAME

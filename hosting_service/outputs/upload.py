@@ -82,6 +82,7 @@ class UploadApp:
 
     def __init__(self, store: SQLiteStore, settings: Settings, locations: OutputLocations):
         self.locations = locations
+        self.read_timeout = settings.read_timeout
 
     def __call__(self, environ, start_response):
         try:
@@ -152,7 +153,7 @@ class UploadApp:
 
     def _receive(self, environ, upload: Upload) -> tuple[int, str]:
         """Copy the body into the upload's file: its size and SHA-256. Abandons the upload on any failure."""
-        copy = BodyCopy(body_source(environ, upload.expected), upload.file, upload.expected)
+        copy = BodyCopy(body_source(environ, upload.expected, self.read_timeout), upload.file, upload.expected)
         try:
             sha256 = copy.run(lambda received: self.locations.progress(upload, received))
         except BrokenBody as exc:
