@@ -40,6 +40,8 @@ class HostServer:
     data_dir: Path
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    data_dir_option: bool = True
+    """False: no ``--data-dir`` (the server takes ``DICOM_HOST_DATA_DIR`` from ``env``)."""
     listener: Optional[socket.socket] = None
     process: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
@@ -65,7 +67,7 @@ class HostServer:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"fd://{fd}",
-                 "--data-dir", str(self.data_dir), *self.args],
+                 *(["--data-dir", str(self.data_dir)] if self.data_dir_option else []), *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
                 pass_fds=(fd,),
             )

@@ -421,3 +421,15 @@ def test_an_upload_cut_by_a_worker_crash_is_forgotten(server_factory):
     [aborted] = [e for e in events(server, inst, "upload") if e["outcome"] == "aborted"]
     assert aborted["name"] == "crash.dcm" and "interrupted" in aborted["reason"]
     assert [p for p in uploads.iterdir()] == []
+
+
+def test_an_upload_that_stalls_is_aborted_after_the_read_timeout(server_factory):
+    server = server_factory("--read-timeout", "1")
+    inst, uri = started(server)
+    with raw_upload(uri + "x", b"Content-Length: 100\r\n", [b"some"]) as sock:
+        start = time.monotonic()
+        status, body = answer(sock)
+    assert status == 400 and "no data for 1 seconds" in body["error"], body
+    assert time.monotonic() - start < 5
+    [aborted] = events(server, inst, "upload")
+    assert aborted["outcome"] == "aborted"

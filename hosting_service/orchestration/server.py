@@ -116,8 +116,10 @@ class EmbeddedServer:
         """Stop gunicorn (its whole process group) and remove a temporary data dir.
 
         SIGINT to the gunicorn master is its quick shutdown: the run is over and every write is committed,
-        so there is no request to finish (a graceful SIGTERM costs two seconds of worker polling for
-        nothing). Whatever is left in the group after that is killed."""
+        so there is no request to finish (a graceful SIGTERM waits for kept-alive connections to linger
+        out). gthread's own quick stop could deadlock on its thread pool's lock and be killed only 10 s
+        later; the worker of :mod:`hosting_service.worker` exits without taking a lock
+        (tests/test_embedded_server.py times it). Whatever is left in the group after that is killed."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGINT)
             try:
