@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional
 
 from hosting_service.model import Rectangle
 
@@ -135,18 +135,18 @@ class Settings:
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
 
     @classmethod
-    def from_env(cls, environ: Optional[dict] = None) -> "Settings":
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """Settings from ``DICOM_HOST_*`` variables; unset ones keep their defaults.
 
         A malformed value raises ``ValueError`` naming the variable.
         """
-        environ = os.environ if environ is None else environ
+        variables: Mapping[str, str] = os.environ if environ is None else environ
         values = {}
         for f in fields(cls):
             name = ENV_PREFIX + f.metadata["env"]
-            if name in environ and environ[name] != "":
+            if variables.get(name, "") != "":
                 try:
-                    values[f.name] = f.metadata["parse"](environ[name])
+                    values[f.name] = f.metadata["parse"](variables[name])
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
         settings = cls(**values)

@@ -51,7 +51,7 @@ _UPLOAD_PREFIX = b"/outputs/"
 class PollerReadWorker(ThreadWorker):
     """gthread worker that reads each request completely before a thread takes it (module docstring)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         settings = Settings.from_env()
         self.read_timeout = settings.read_timeout

@@ -30,7 +30,7 @@ import os
 import queue
 import socket
 import threading
-from typing import BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 log = logging.getLogger("dicom_host.outputs")
 
@@ -68,10 +68,14 @@ def body_source(environ, length: Optional[int], idle_timeout: float) -> ReadInto
 
 
 def _take_over_from_gunicorn(environ, idle_timeout: float) -> Optional[ReadInto]:
-    body, sock = environ.get("wsgi.input"), environ.get("gunicorn.socket")
-    reader = getattr(body, "reader", None)
-    unreader = getattr(reader, "unreader", None)
-    if not (isinstance(sock, socket.socket) and isinstance(getattr(body, "buf", None), io.BytesIO)
+    body: Any = environ.get("wsgi.input")
+    sock = environ.get("gunicorn.socket")
+    reader: Any = getattr(body, "reader", None)
+    unreader: Any = getattr(reader, "unreader", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    connection: socket.socket = sock
+    if not (isinstance(getattr(body, "buf", None), io.BytesIO)
             and isinstance(getattr(reader, "length", None), int)
             and isinstance(getattr(unreader, "buf", None), io.BytesIO) and getattr(unreader, "sock", None) is sock):
         return None
@@ -82,7 +86,7 @@ def _take_over_from_gunicorn(environ, idle_timeout: float) -> Optional[ReadInto]
     unreader.buf = io.BytesIO()
     unreader.unread(buffered[ours:])
     reader.length -= ours
-    return _SocketBody(head, sock, reader, idle_timeout).readinto
+    return _SocketBody(head, connection, reader, idle_timeout).readinto
 
 
 class _SocketBody:
@@ -181,7 +185,7 @@ class BodyCopy:
 class _Digest:
     """SHA-256 on a thread of its own, fed with full buffers and handing them back empty."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._sha = hashlib.sha256()
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._full: queue.SimpleQueue = queue.SimpleQueue()
