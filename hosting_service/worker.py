@@ -93,7 +93,7 @@ class PollerReadWorker(ThreadWorker):
         reading = _Reading(time.monotonic() + self.read_timeout, conn.parser.unreader.take_buffered())
         self.reading[conn] = reading
         conn.sock.setblocking(False)
-        if not self._examine(conn, reading):
+        if not self._advance(conn, reading, registered=False):
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn, _sock) -> None:
@@ -108,11 +108,11 @@ class PollerReadWorker(ThreadWorker):
             self._drop(conn)
             return
         reading.data += data
-        if self._examine(conn, reading):
-            self.poller.unregister(conn.sock)
+        self._advance(conn, reading, registered=True)
 
-    def _examine(self, conn, reading: "_Reading") -> bool:
-        """Hand the request to a thread, or answer it here, once that is possible; True if done."""
+    def _advance(self, conn, reading: "_Reading", *, registered: bool) -> bool:
+        """Hand the request to a thread, or answer it here, once that is possible; True if done (the
+        connection is then no longer in the poller)."""
         verdict = reading.verdict(self.max_buffered_body)
         if verdict is None:
             if reading.continue_due:
@@ -122,12 +122,14 @@ class PollerReadWorker(ThreadWorker):
                 except OSError:
                     pass
             return False
+        if registered:
+            self.poller.unregister(conn.sock)
         if verdict is _COMPLETE:
             reading.complete = True
             conn.parser.unreader.unread(bytes(reading.data))
             self.enqueue_req(conn)
-            return True
-        self._drop(conn, verdict)
+        else:
+            self._drop(conn, verdict)
         return True
 
     def _drop(self, conn, answer: bytes = b"") -> None:

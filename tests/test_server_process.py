@@ -2,7 +2,7 @@
 settings from the environment, gunicorn's control socket and its log lines (real ``dicom-host serve``)."""
 from __future__ import annotations
 
-import os
+import http.client
 import socket
 import subprocess
 import sys
@@ -88,6 +88,49 @@ def test_a_request_must_arrive_within_the_read_timeout(server_factory):
         answer = sock.recv(1000)
         assert answer.startswith(b"HTTP/1.1 408 "), answer
         assert sock.recv(1000) == b""  # and the connection is closed
+
+
+class _Responses:
+    """Answers read one after the other from one connection (pipelining), with http.client."""
+
+    def __init__(self, sock: socket.socket):
+        self.file = sock.makefile("rb")
+
+    def makefile(self, *args, **kwargs):
+        return self  # one buffer for every answer; http.client's close of it must not close it
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def close(self) -> None:
+        pass
+
+    def next(self) -> tuple[int, bytes]:
+        response = http.client.HTTPResponse(self)  # type: ignore[arg-type]
+        response.begin()  # skips 100 Continue
+        return response.status, response.read()
+
+
+def test_what_the_poller_reads_reaches_the_application_whole(host_server):
+    """Pipelined requests, a chunked body and a client that waits for 100 Continue, all read in the poller."""
+    json_post = b"POST /admin/instances HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", host_server.port), timeout=10) as sock:
+        responses = _Responses(sock)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n" + json_post
+                     + b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n1;x=y\r\n}\r\n0\r\n\r\n")
+        assert responses.next()[0] == 200
+        assert responses.next()[0] == 201
+        sock.sendall(json_post + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"  # the body waits for it
+        sock.sendall(b"{}")
+        assert responses.next()[0] == 201
+
+
+def test_a_head_too_large_is_refused_and_the_worker_serves_on(host_server):
+    with socket.create_connection(("127.0.0.1", host_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nX-Big: " + b"a" * (70 << 10))
+        assert sock.recv(1000).startswith(b"HTTP/1.1 431 ")
+    assert requests.get(host_server.url + "/healthz", timeout=10).ok
 
 
 def test_connections_are_bounded_per_worker(server_factory):
