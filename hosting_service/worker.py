@@ -11,10 +11,11 @@ unanswered for as long as they keep their connections open. This worker reads in
   when all of it is in memory, so it never waits for the peer.
 * an upload to an http: output location (``PUT``/``POST`` under ``/outputs/``) is handed over once its head
   is read: its body (up to gigabytes) is streamed to disk by :mod:`hosting_service.outputs.body`, which
-  gives up on a body that pauses longer than the same timeout. Uploads run on a pool of their own, so slow
-  uploaders can only make other uploads wait, never a SOAP call.
-* bodies larger than the SOAP limit, and everything a thread still reads from the socket, are bounded by
-  a receive timeout on the socket itself (``SO_RCVTIMEO``), whatever code reads it.
+  gives up on a body that pauses longer than the same timeout. Every request under ``/outputs/`` (uploads,
+  and downloads of what was uploaded) runs on a pool of its own, the bulk pool: slow uploaders or readers
+  can only make other bulk transfers wait, never a SOAP call.
+* bodies larger than the SOAP limit, and everything a thread still reads from or writes to the socket,
+  are bounded by timeouts on the socket itself (``SO_RCVTIMEO``, ``SO_SNDTIMEO``), whatever code does it.
 * a worker holds at most ``DICOM_HOST_MAX_CONNECTIONS`` connections (gunicorn's ``worker_connections``:
   it stops accepting beyond that).
 
@@ -45,7 +46,7 @@ from hosting_service.config import Settings
 HEAD_LIMIT = 64 << 10
 """Largest request head (request line and headers) read in the poller; beyond it: ``431``."""
 _RECV = 256 << 10
-_UPLOAD_PREFIX = b"/outputs/"
+_BULK_PREFIX = b"/outputs/"
 
 
 class PollerReadWorker(ThreadWorker):
@@ -56,7 +57,7 @@ class PollerReadWorker(ThreadWorker):
         settings = Settings.from_env()
         self.read_timeout = settings.read_timeout
         self.max_buffered_body = settings.soap_max_body_bytes
-        self.upload_pool: Optional[futures.ThreadPoolExecutor] = None
+        self.bulk_pool: Optional[futures.ThreadPoolExecutor] = None
         self.reading: dict[TConn, _Reading] = {}
         """Connections whose next request is being read, oldest first (their deadlines are in order)."""
 
@@ -67,7 +68,7 @@ class PollerReadWorker(ThreadWorker):
         super().check_config(cfg, log)
 
     def init_process(self):
-        self.upload_pool = futures.ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="upload")
+        self.bulk_pool = futures.ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="bulk")
         super().init_process()
 
     # --- reading in the poller ---------------------------------------------------------------------
@@ -81,8 +82,8 @@ class PollerReadWorker(ThreadWorker):
             return
         del self.reading[conn]
         conn.data_ready = True  # gthread's own wait for a first byte is not needed
-        _set_receive_timeout(conn.sock, self.read_timeout)
-        pool = self.upload_pool if reading.upload else self.tpool
+        _set_socket_timeouts(conn.sock, self.read_timeout)
+        pool = self.bulk_pool if reading.bulk else self.tpool
         assert pool is not None
         fs = pool.submit(self.handle, conn)
         fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
@@ -181,7 +182,8 @@ class _Reading:
         self.deadline = deadline
         self.data = bytearray(data)
         self.complete = False
-        self.upload = False
+        self.bulk = False
+        """A request under ``/outputs/``: served by the bulk pool."""
         self.continue_due = False
         """The client waits for ``100 Continue`` before it sends the body (RFC 9110 §10.1.1)."""
         self.continued = False
@@ -204,9 +206,9 @@ class _Reading:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
-        if method in (b"PUT", b"POST") and target.startswith(_UPLOAD_PREFIX):
-            self.upload = True  # streamed to disk by a thread of the upload pool
-            return _COMPLETE
+        self.bulk = target.startswith(_BULK_PREFIX)
+        if self.bulk and method in (b"PUT", b"POST"):
+            return _COMPLETE  # an upload: its body is streamed to disk by the thread
         body = len(self.data) - (end + 4)
         self.continue_due = (headers.get(b"expect", b"").lower() == b"100-continue" and parts[2] == b"HTTP/1.1"
                              and not body and not self.continued)
@@ -245,7 +247,10 @@ def _plain(status: int, reason: str, message: str) -> bytes:
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
 
-def _set_receive_timeout(sock: socket.socket, seconds: float) -> None:
-    """A kernel receive timeout: bounds every blocking read of this socket, whichever code makes it."""
+def _set_socket_timeouts(sock: socket.socket, seconds: float) -> None:
+    """Kernel send and receive timeouts: they bound every blocking read and write of this socket, whichever
+    code makes it (gunicorn's parser and response, the application's body reads)."""
     whole = int(seconds)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+    value = struct.pack("ll", whole, int((seconds - whole) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
