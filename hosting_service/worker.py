@@ -71,6 +71,13 @@ class PollerReadWorker(ThreadWorker):
         self.bulk_pool = futures.ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="bulk")
         super().init_process()
 
+    def run(self):
+        try:
+            super().run()
+        finally:  # gthread shuts its own pool down at the end of run()
+            if self.bulk_pool is not None:
+                self.bulk_pool.shutdown(wait=False)
+
     # --- reading in the poller ---------------------------------------------------------------------
 
     def enqueue_req(self, conn):
