@@ -409,7 +409,7 @@ def test_an_upload_cut_by_a_worker_crash_is_forgotten(server_factory):
     inst, uri = started(server)
     sock = raw_upload(uri + "crash.dcm", f"Content-Length: {8 * MIB}\r\n".encode(), [os.urandom(MIB)])
     uploads = server.data_dir / "instances" / inst["id"] / "uploads"
-    wait_for(lambda: list(uploads.iterdir()))
+    wait_for(lambda: described(server, inst, uri)["files"])  # admitted: recorded as being written
     master = server.process.pid  # gunicorn's master: dicom-host serve execs it
     workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
     for pid in workers:  # the server's own gunicorn workers, started by this test
@@ -444,3 +444,13 @@ def test_uploads_through_gunicorn_take_the_fast_path(host_server):
     inst, uri = started(host_server)
     assert requests.put(uri + "fast", data=os.urandom(MIB), timeout=30).status_code == 201
     assert "uploads are slower" not in host_server.log()
+
+
+def test_a_temporary_file_left_by_a_killed_writer_is_removed(host_server):
+    """A worker killed after it created an upload's temporary file but before it recorded the upload
+    leaves a file no one holds: the next look at the instance removes it."""
+    inst, uri = started(host_server)
+    uploads = host_server.data_dir / "instances" / inst["id"] / "uploads"
+    (uploads / "0123456789abcdef01234567.part").write_bytes(b"left over")
+    assert described(host_server, inst, uri)["files"] == []
+    assert list(uploads.iterdir()) == []

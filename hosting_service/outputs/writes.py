@@ -208,7 +208,8 @@ def _used(db: sqlite3.Connection, instance_id: str) -> int:
 
 
 def reap(records: LocationRecords, db: sqlite3.Connection, instance_id: str, now: float) -> None:
-    """Forget uploads whose writing process died (a worker killed, a restart), in the caller's transaction."""
+    """Forget uploads whose writing process died (a worker killed, a restart), in the caller's transaction,
+    and remove every temporary file no live writer holds (also one killed before its upload was recorded)."""
     for r in db.execute("SELECT location_id, name, part FROM output_files WHERE instance_id = ? AND state = ?",
                         (instance_id, WRITING)).fetchall():
         if writer_alive(Path(r["part"])):
@@ -219,12 +220,14 @@ def reap(records: LocationRecords, db: sqlite3.Connection, instance_id: str, now
             "location": r["location_id"], "name": r["name"], "outcome": "aborted",
             "reason": "interrupted: the server process receiving it stopped",
         }, now)
+    for part in records.area(instance_id).dead_parts():
+        part.unlink(missing_ok=True)
 
 
 def reap_abandoned(records: LocationRecords, instance_id: str) -> None:
     """:func:`reap` in a transaction of its own, taken only when there is something to reap."""
     rows = records.store.read().execute("SELECT part FROM output_files WHERE instance_id = ? AND state = ?",
                                         (instance_id, WRITING)).fetchall()
-    if any(not writer_alive(Path(r["part"])) for r in rows):
+    if any(not writer_alive(Path(r["part"])) for r in rows) or records.area(instance_id).dead_parts():
         with records.store.transaction() as db:
             reap(records, db, instance_id, time.time())
