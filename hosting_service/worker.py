@@ -201,6 +201,8 @@ class _Reading:
         complete: its parser answers it from the bytes at hand."""
         end = self.data.find(b"\r\n\r\n")
         if end < 0:
+            if b"\n\n" in self.data:  # a head ended by bare LFs: gunicorn's parser says what it makes of it
+                return _COMPLETE
             if len(self.data) > HEAD_LIMIT:
                 return _plain(431, "Request Header Fields Too Large", f"the request head exceeds {HEAD_LIMIT} bytes")
             return None

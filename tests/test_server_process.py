@@ -133,6 +133,13 @@ def test_a_head_too_large_is_refused_and_the_worker_serves_on(host_server):
     assert requests.get(host_server.url + "/healthz", timeout=10).ok
 
 
+def test_a_head_ended_by_bare_line_feeds_is_answered_at_once(host_server):
+    """Not left to the read timeout: gunicorn's parser answers it from the bytes at hand."""
+    with socket.create_connection(("127.0.0.1", host_server.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\n\n")
+        assert sock.recv(1000).startswith(b"HTTP/1.")
+
+
 def test_connections_are_bounded_per_worker(server_factory):
     """Beyond --max-connections a worker accepts nothing more; what it holds is dropped at the read
     timeout, and then the others are served."""
