@@ -49,23 +49,17 @@ def soap(host_url: str, operation: str, inner: str) -> str:
     return r.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Server:
     def __init__(self, data_dir: Path):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(data_dir.parent / "server.log", "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--data-dir", str(data_dir), "--workers", "1", "--output-retention", "delete"],
-            env={**os.environ, "DICOM_HOST_UPLOAD_QUOTA": str(64 << 30),
-                 "DICOM_HOST_UPLOAD_MAX_REQUEST": str(64 << 30)},
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        with socket.create_server(("127.0.0.1", 0)) as listener:  # bound here, passed on: no port race
+            self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+            self.log = open(data_dir.parent / "server.log", "wb")
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"fd://{listener.fileno()}",
+                 "--data-dir", str(data_dir), "--workers", "1", "--output-retention", "delete"],
+                env={**os.environ, "DICOM_HOST_UPLOAD_QUOTA": str(64 << 30),
+                     "DICOM_HOST_UPLOAD_MAX_REQUEST": str(64 << 30)},
+                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(listener.fileno(),))
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -53,7 +53,7 @@ class HostingApp:
         ModelRegistry.attach(self.store, settings, self.outputs)  # its expiry hook, before any request
         self.endpoint = SoapEndpoint(HostService, settings)
         self.schema_names = frozenset(self.endpoint.documents.schema_names)
-        self.uploads = UploadApp(self.store, settings, self.outputs)
+        self.uploads = UploadApp(settings, self.outputs.writes)
         self.admin = AdminApi(self.store, settings, self.outputs)
 
     def __call__(self, environ, start_response):
@@ -93,14 +93,15 @@ class HostingApp:
                 instance = None
             if instance is not None and instance.ended:
                 instance = None
-        if instance is None:
+        if instance is None or match is None:
             if method == "POST":
                 return faults.fault_response(start_response, "Client", _UNKNOWN)
             return _plain(start_response, "404 Not Found", _UNKNOWN.encode())
-        if match["name"] in self.schema_names:
+        schema = self.endpoint.documents.schema(match["name"])
+        if schema is not None:
             if method not in ("GET", "HEAD"):
                 return _plain(start_response, "405 Method Not Allowed", b"schemas are read with GET")
-            return _plain(start_response, "200 OK", self.endpoint.documents.schema(match["name"]), XML_CONTENT_TYPE)
+            return _plain(start_response, "200 OK", schema, XML_CONTENT_TYPE)
         environ["dicom_host.endpoint_url"] = instance.host_url
         environ["dicom_host.operations"] = HostOperations(self.store, self.settings, self.outputs, instance)
         environ["dicom_host.instance_id"] = instance.id

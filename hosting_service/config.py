@@ -15,6 +15,24 @@ from hosting_service.model import Rectangle
 
 ENV_PREFIX = "DICOM_HOST_"
 
+OUTPUT_PROTOCOLS = ("file", "http", "https")
+"""The output-location protocols a deployment can offer (:mod:`hosting_service.outputs.protocols` chooses)."""
+
+
+def normalize_protocol(text: str) -> str:
+    """``"file:"``, ``"FILE"``, ``" http: "``, ``"https://"`` ... as ``file``/``http``/``https``.
+
+    Raises ``ValueError`` for anything else, naming what is understood.
+    """
+    value = str(text).strip().lower()
+    for suffix in ("://", ":"):
+        if value.endswith(suffix):
+            value = value[: -len(suffix)]
+            break
+    if value not in OUTPUT_PROTOCOLS:
+        raise ValueError(f"unknown output protocol {text!r} (understood: file:, http:, https:)")
+    return value
+
 
 def _rect(text: str) -> Rectangle:
     """``"X,Y,WIDTH,HEIGHT"`` (screen coordinates, origin top-left) as a Rectangle."""
@@ -28,8 +46,6 @@ def _rect(text: str) -> Rectangle:
 
 
 def _protocols(text: str) -> tuple[str, ...]:
-    from hosting_service.outputs.protocols import normalize_protocol
-
     result = tuple(normalize_protocol(p) for p in text.split(",") if p.strip())
     if not result:
         raise ValueError("at least one output protocol must be allowed")
@@ -58,7 +74,8 @@ def _bool(text: str) -> bool:
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("./var"), metadata={"env": "DATA_DIR", "parse": Path})
-    """Where the store, the work areas and the results live (``DICOM_HOST_DATA_DIR``)."""
+    """Where the store, the work areas and the results live (``DICOM_HOST_DATA_DIR``; relative to the working
+    folder of ``dicom-host serve``)."""
 
     public_url: str = field(default="http://127.0.0.1:8080", metadata={"env": "PUBLIC_URL", "parse": str})
     """Base URL by which applications reach this server. hostURLs, ``?wsdl`` addresses and http: output
@@ -139,6 +156,14 @@ class Settings:
     """Binary values up to this size are InlineBinary in a Native DICOM Model; larger ones are BulkData
     that GetData serves."""
 
+    read_timeout: float = field(default=30.0, metadata={"env": "READ_TIMEOUT", "parse": float})
+    """Seconds a client has to send a whole request (head and body; for an upload to an http: output location,
+    the head), and the longest pause allowed within an upload's body. A slower client gets ``408``, or its
+    upload is aborted (:mod:`hosting_service.worker`)."""
+
+    max_connections: int = field(default=256, metadata={"env": "MAX_CONNECTIONS", "parse": int})
+    """Open client connections one server worker process holds at most; more wait in the listen queue."""
+
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
 
@@ -152,12 +177,15 @@ class Settings:
         values = {}
         for f in fields(cls):
             name = ENV_PREFIX + f.metadata["env"]
-            if variables.get(name):
+            if variables.get(name, "") != "":
                 try:
                     values[f.name] = f.metadata["parse"](variables[name])
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
-        return cls(**values)
+        settings = cls(**values)
+        if settings.read_timeout <= 0 or settings.max_connections <= 0:
+            raise ValueError(f"{ENV_PREFIX}READ_TIMEOUT and {ENV_PREFIX}MAX_CONNECTIONS must be positive")
+        return settings
 
     @property
     def public_url_base(self) -> str:

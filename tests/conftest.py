@@ -1,5 +1,7 @@
 """Shared fixtures: a real Hosting System server (``dicom-host serve`` under gunicorn) on a free loopback
-port with a temporary data dir, an admin client for it, and raw SOAP helpers.
+port with a temporary data dir, an admin client for it, and raw SOAP helpers. The test process binds the
+server's socket and passes it on (``serve --bind fd://N``), as ``dicom-host run`` does: no other process can
+take the port, also not across a restart.
 
 * ``host_server``: one server for the whole session (2 gthread workers); tests create their own instances.
 * ``server_factory``: start more servers with other options; each can ``restart()`` on the same data dir.
@@ -31,12 +33,6 @@ APP_NS = "http://dicom.nema.org/PS3.19/ApplicationService-20100825"
 ARRAYS_NS = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class HostServer:
     """A ``dicom-host serve`` process and what tests need to talk to it."""
@@ -44,9 +40,16 @@ class HostServer:
     data_dir: Path
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    port: int = 0
+    data_dir_option: bool = True
+    """False: no ``--data-dir`` (the server takes ``DICOM_HOST_DATA_DIR`` from ``env``)."""
+    listener: Optional[socket.socket] = None
     process: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
+
+    @property
+    def port(self) -> int:
+        assert self.listener is not None
+        return self.listener.getsockname()[1]
 
     @property
     def url(self) -> str:
@@ -57,14 +60,17 @@ class HostServer:
         return AdminClient(self.url)
 
     def start(self) -> "HostServer":
-        self.port = self.port or free_port()
+        if self.listener is None:
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=1024)
+        fd = self.listener.fileno()
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"127.0.0.1:{self.port}",
-             "--data-dir", str(self.data_dir), *self.args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"fd://{fd}",
+                 *(["--data-dir", str(self.data_dir)] if self.data_dir_option else []), *self.args],
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+                pass_fds=(fd,),
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -85,6 +91,12 @@ class HostServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
+    def close(self) -> None:
+        """Stop the server and give its port up."""
+        self.stop()
+        if self.listener is not None:
+            self.listener.close()
+
     def restart(self) -> "HostServer":
         self.stop()
         return self.start()
@@ -100,7 +112,7 @@ class HostServer:
 def host_server(tmp_path_factory) -> HostServer:
     server = HostServer(tmp_path_factory.mktemp("host") / "data").start()
     yield server
-    server.stop()
+    server.close()
 
 
 @pytest.fixture
@@ -114,7 +126,7 @@ def server_factory(tmp_path):
 
     yield make
     for s in servers:
-        s.stop()
+        s.close()
 
 
 # --- raw SOAP -------------------------------------------------------------------------------------------

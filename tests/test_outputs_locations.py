@@ -15,7 +15,8 @@ import pytest
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.outputs.locations import NotInOutputLocation, OutputLocations
-from hosting_service.outputs.protocols import choose_protocol, normalize_protocol
+from hosting_service.config import normalize_protocol
+from hosting_service.outputs.protocols import choose_protocol
 from hosting_service.outputs.uris import file_uri_path
 from hosting_service.states import PreconditionViolation, State
 from hosting_service.store import InstanceEnded, SQLiteStore

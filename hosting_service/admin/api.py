@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-import secrets
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Optional
@@ -23,6 +22,7 @@ from hosting_service.config import OUTPUT_SEMANTICS, Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
 from hosting_service.ports import free_loopback_port
+from hosting_service.tokens import new_token
 from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
 from hosting_service.store import Instance, InstanceEnded, SQLiteStore
@@ -48,9 +48,6 @@ MAX_REASON = 1000
 MAX_KINDS = 32
 
 
-def new_token() -> str:
-    """An unguessable URL-safe token: 192 bits from the OS's CSPRNG."""
-    return secrets.token_urlsafe(24)
 
 
 class _Reply(Exception):

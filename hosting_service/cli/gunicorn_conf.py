@@ -1,10 +1,14 @@
 """gunicorn settings of ``dicom-host serve`` that are not command-line options (``-c python:...``).
 
-gunicorn answers a request it cannot even parse (bad request line, oversized header, malformed chunking)
-before the application sees it, with a small HTML page. Peers of this server are SOAP stacks, zeep and
-scripts, not browsers: the same answer goes out as plain text, so that no error of this server is HTML.
+* gunicorn answers a request it cannot even parse (bad request line, oversized header, malformed chunking)
+  before the application sees it, with a small HTML page. Peers of this server are SOAP stacks, zeep and
+  scripts, not browsers: the same answer goes out as plain text, so that no error of this server is HTML.
+* gunicorn's own log lines quote what clients sent (an invalid request line, the URI of a failed request):
+  tokens in them are redacted like the project's own (:mod:`hosting_service.logs`).
 """
 from gunicorn import util
+
+from hosting_service.logs import redact_gunicorn_logs
 
 
 def _write_plain_error(sock, status_int: int, reason: str, mesg: str) -> None:
@@ -14,5 +18,10 @@ def _write_plain_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+def on_starting(server) -> None:
+    redact_gunicorn_logs()
+
+
 def post_worker_init(worker) -> None:
+    redact_gunicorn_logs()  # also where a worker's loggers were set up again after the fork
     util.write_error = _write_plain_error

@@ -1,15 +1,16 @@
 """The Hosting System server of one ``dicom-host run`` when no ``--server`` is given.
 
-It is the ordinary ``dicom-host serve`` (gunicorn) in a child process of its own group, on a free loopback
-port, with a temporary data dir (removed at the end) or a given one (kept). One worker with threads is
-enough for one job and starts fastest.
+It is the ordinary ``dicom-host serve`` (gunicorn) in a child process of its own group, with a temporary
+data dir (removed at the end) or a given one (kept). Its listening socket is bound here, on a free loopback
+port, and passed to the child (``serve --bind fd://N``): no other process can take the port between the
+choice and the start. One worker with threads is enough for one job and starts fastest.
 """
 from __future__ import annotations
 
 import os
 import shutil
-import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,13 +19,10 @@ from pathlib import Path
 from typing import Optional
 
 from hosting_service.orchestration.lifeline import dying_with
-from hosting_service.ports import free_loopback_port
+from hosting_service.tokens import new_token
 
 
 _HEALTH_POLL_SECONDS = 0.02
-_LAUNCH_ATTEMPTS = 3
-"""The free port is found by binding and releasing it; another process may take it before gunicorn binds
-it, so a server that dies at once is started again on another port."""
 
 
 class ServerStartError(Exception):
@@ -41,7 +39,7 @@ class EmbeddedServer:
         self.log_level = log_level
         self.data_dir: Optional[Path] = None
         self.port = 0
-        self.admin_token = secrets.token_urlsafe(24)
+        self.admin_token = new_token()
         """The admin API of this server answers only the run that started it, not the applications that
         share its loopback interface."""
         self._process: Optional[subprocess.Popen] = None
@@ -68,15 +66,12 @@ class EmbeddedServer:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         else:
             self.data_dir = Path(tempfile.mkdtemp(prefix="dicom-host-run-"))
-        deadline = time.monotonic() + self.startup_timeout
         try:
-            for _ in range(_LAUNCH_ATTEMPTS):
-                self.port = free_loopback_port()
-                self._launch()
-                if self._await_health(deadline):
-                    return
-                if time.monotonic() >= deadline:
-                    break
+            with socket.create_server(("127.0.0.1", 0)) as listener:
+                self.port = listener.getsockname()[1]
+                self._launch(listener)
+            if self._await_health(time.monotonic() + self.startup_timeout):
+                return
             reason = f"the embedded server did not start: {self._log_tail()}"
         except BaseException:  # an interrupt while starting: leave nothing running
             self.stop()
@@ -84,14 +79,16 @@ class EmbeddedServer:
         self.stop()
         raise ServerStartError(reason)
 
-    def _launch(self) -> None:
+    def _launch(self, listener: socket.socket) -> None:
+        """Start ``serve`` on ``listener`` (the child gets its own copy; the caller closes this one)."""
+        fd = listener.fileno()
         argv = [sys.executable, "-m", "hosting_service.cli.main", "serve",
-                "--bind", f"127.0.0.1:{self.port}", "--public-url", self.url,
+                "--bind", f"fd://{fd}", "--public-url", self.url,
                 "--data-dir", str(self.data_dir), "--workers", "1", "--log-level", self.log_level]
         with open(self.log_path, "ab") as log:
             env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token}  # not in argv, where ps shows it
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                             env=env, start_new_session=True,
+                                             env=env, start_new_session=True, pass_fds=(fd,),
                                              preexec_fn=dying_with(os.getpid()))
 
     def _await_health(self, deadline: float) -> bool:
@@ -122,8 +119,10 @@ class EmbeddedServer:
         """Stop gunicorn (its whole process group) and remove a temporary data dir.
 
         SIGINT to the gunicorn master is its quick shutdown: the run is over and every write is committed,
-        so there is no request to finish (a graceful SIGTERM costs two seconds of worker polling for
-        nothing). Whatever is left in the group after that is killed."""
+        so there is no request to finish (a graceful SIGTERM waits for kept-alive connections to linger
+        out). gthread's own quick stop could deadlock on its thread pool's lock and be killed only 10 s
+        later; the worker of :mod:`hosting_service.worker` exits without taking a lock
+        (tests/test_embedded_server.py times it). Whatever is left in the group after that is killed."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGINT)
             try:

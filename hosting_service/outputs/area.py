@@ -91,12 +91,25 @@ class InstanceArea:
     def new_part(self) -> tuple[BinaryIO, Path]:
         """A new temporary upload file, open for writing and locked by the caller.
 
-        ``FileNotFoundError`` if the instance has no upload folder (its data was deleted).
+        ``FileNotFoundError`` if the instance has no upload folder (its data was deleted). A reaper
+        (:meth:`dead_parts`) may take the file for a dead writer's between its creation and its lock:
+        then it is gone once locked, and another is made.
         """
-        path = self.uploads / f"{secrets.token_hex(12)}.part"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        return os.fdopen(fd, "wb", buffering=0), path
+        while True:
+            path = self.uploads / f"{secrets.token_hex(12)}.part"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink:
+                return os.fdopen(fd, "wb", buffering=0), path
+            os.close(fd)
+
+    def dead_parts(self) -> list[Path]:
+        """Temporary upload files no live writer holds (their process was killed): left-overs to remove."""
+        try:
+            parts = list(self.uploads.glob("*.part"))
+        except OSError:
+            return []
+        return [part for part in parts if not writer_alive(part)]
 
 
 def writer_alive(part: Path) -> bool:

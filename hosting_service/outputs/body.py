@@ -8,9 +8,11 @@ the body over from gunicorn (the bytes it has buffered, then the connection's so
 drains (or closes) a body left unread after an early answer exactly as it would have, and anything
 behind the body (a pipelined request) stays buffered for it. The takeover relies on attributes of gunicorn's ``Body``,
 ``LengthReader`` and ``SocketUnreader`` (checked on every request; tests/test_outputs_body.py runs it
-against the installed gunicorn); if they are not what it expects (another server, a chunked body,
-HTTP/2), it reads ``wsgi.input`` instead. Either way the
-caller sees one interface: ``readinto(buffer) -> bytes stored`` (0 at the end of the body).
+against the installed gunicorn, whose major version pyproject.toml pins); if they are not what it expects
+(another server, a chunked body, HTTP/2), it reads ``wsgi.input`` instead, and says so in the log when the
+server is gunicorn (a slower path: a changed gunicorn must not go unnoticed). Either way the caller sees one
+interface: ``readinto(buffer) -> bytes stored`` (0 at the end of the body). A body that pauses longer than
+the read timeout (``DICOM_HOST_READ_TIMEOUT``) is given up as stalled.
 
 **Copying** (:class:`BodyCopy`). Hashing costs about as much CPU as receiving and writing together, so it
 runs on a thread of its own (hashlib releases the GIL) while the request thread receives and writes the
@@ -23,14 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import queue
 import socket
 import threading
-from typing import BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
-IDLE_TIMEOUT = 60.0
-"""Seconds without a byte of a Content-Length body before the upload is given up as stalled."""
+log = logging.getLogger("dicom_host.outputs")
+
 PIECE = 4 << 20
 """Bytes received, written and hashed at a time (4 MiB: fewer hand-offs between the receiving and the
 hashing thread; bench/upload.py measured 1 MiB pieces at about 70% of the plain write rate, 4 MiB at 80-98%)."""
@@ -43,27 +46,36 @@ ReadInto = Callable[[memoryview], int]
 
 
 class BodyStalled(Exception):
-    """No byte of the body arrived for :data:`IDLE_TIMEOUT` seconds."""
+    """No byte of the body arrived within the read timeout."""
 
 
 class BrokenBody(Exception):
     """The body ended before its announced length or could not be read."""
 
 
-def body_source(environ, length: Optional[int]) -> ReadInto:
-    """``readinto`` for this request's body (``length``: its Content-Length, ``None`` if chunked)."""
+def body_source(environ, length: Optional[int], idle_timeout: float) -> ReadInto:
+    """``readinto`` for this request's body (``length``: its Content-Length, ``None`` if chunked); a pause
+    of ``idle_timeout`` seconds in the body raises :class:`BodyStalled` (on the fast path; on the other,
+    the worker's socket timeout bounds the reads of ``wsgi.input``)."""
     if length is not None:
-        taken = _take_over_from_gunicorn(environ)
+        taken = _take_over_from_gunicorn(environ, idle_timeout)
         if taken is not None:
             return taken
+        if "gunicorn.socket" in environ:
+            log.warning("upload body read through wsgi.input: this gunicorn's reader is not what "
+                        "hosting_service.outputs.body expects (uploads are slower); check the pinned version")
     return _StreamBody(environ["wsgi.input"]).readinto
 
 
-def _take_over_from_gunicorn(environ) -> Optional[ReadInto]:
-    body, sock = environ.get("wsgi.input"), environ.get("gunicorn.socket")
-    reader = getattr(body, "reader", None)
-    unreader = getattr(reader, "unreader", None)
-    if not (isinstance(sock, socket.socket) and isinstance(getattr(body, "buf", None), io.BytesIO)
+def _take_over_from_gunicorn(environ, idle_timeout: float) -> Optional[ReadInto]:
+    body: Any = environ.get("wsgi.input")
+    sock = environ.get("gunicorn.socket")
+    reader: Any = getattr(body, "reader", None)
+    unreader: Any = getattr(reader, "unreader", None)
+    if not isinstance(sock, socket.socket):
+        return None
+    connection: socket.socket = sock
+    if not (isinstance(getattr(body, "buf", None), io.BytesIO)
             and isinstance(getattr(reader, "length", None), int)
             and isinstance(getattr(unreader, "buf", None), io.BytesIO) and getattr(unreader, "sock", None) is sock):
         return None
@@ -74,12 +86,13 @@ def _take_over_from_gunicorn(environ) -> Optional[ReadInto]:
     unreader.buf = io.BytesIO()
     unreader.unread(buffered[ours:])
     reader.length -= ours
-    return _SocketBody(head, sock, reader).readinto
+    return _SocketBody(head, connection, reader, idle_timeout).readinto
 
 
 class _SocketBody:
-    def __init__(self, head: bytes, sock: socket.socket, reader):
+    def __init__(self, head: bytes, sock: socket.socket, reader, idle_timeout: float):
         self.head = memoryview(head)
+        self.idle_timeout = idle_timeout
         self.sock = sock
         self.reader = reader
         """gunicorn's LengthReader: its ``length`` is what is left of the body on the socket."""
@@ -94,11 +107,11 @@ class _SocketBody:
         if self.ended or not self.reader.length:
             return 0
         previous = self.sock.gettimeout()
-        self.sock.settimeout(IDLE_TIMEOUT)
+        self.sock.settimeout(self.idle_timeout)
         try:
             n = self.sock.recv_into(buffer[: min(len(buffer), self.reader.length)])
         except socket.timeout:
-            raise BodyStalled(f"no data for {IDLE_TIMEOUT:.0f} seconds") from None
+            raise BodyStalled(f"no data for {self.idle_timeout:g} seconds") from None
         finally:
             self.sock.settimeout(previous)
         self.reader.length -= n
@@ -172,7 +185,7 @@ class BodyCopy:
 class _Digest:
     """SHA-256 on a thread of its own, fed with full buffers and handing them back empty."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._sha = hashlib.sha256()
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         self._full: queue.SimpleQueue = queue.SimpleQueue()

@@ -16,25 +16,10 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from hosting_service.config import normalize_protocol
 from hosting_service.errors import ClientError
 
-PROTOCOLS = ("file", "http", "https")
 WEB = ("http", "https")
-
-
-def normalize_protocol(text: str) -> str:
-    """``"file:"``, ``"FILE"``, ``" http: "``, ``"https://"`` ... as ``file``/``http``/``https``.
-
-    Raises ``ValueError`` for anything else, naming what is understood.
-    """
-    value = str(text).strip().lower()
-    for suffix in ("://", ":"):
-        if value.endswith(suffix):
-            value = value[: -len(suffix)]
-            break
-    if value not in PROTOCOLS:
-        raise ValueError(f"unknown output protocol {text!r} (understood: file:, http:, https:)")
-    return value
 
 
 def offered_protocols(allowed: Iterable[str], web_scheme: str) -> list[str]:

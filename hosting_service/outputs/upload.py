@@ -22,7 +22,7 @@ An upload that does not complete leaves no file that looks complete and is recor
 event (outcome ``aborted`` or ``refused``). The service runs under gunicorn's ``gthread`` workers: one
 thread per request, so a long upload never holds up SOAP calls (a sync worker would; async worker
 classes need packages this project does not otherwise use); the rules live in the store
-(:mod:`.locations`), so any number of workers can serve one deployment.
+(:mod:`.writes`), so any number of workers can serve one deployment.
 """
 from __future__ import annotations
 
@@ -34,13 +34,13 @@ from http import HTTPStatus
 from typing import Any, Iterable
 from wsgiref.util import FileWrapper
 
-from hosting_service.config import Settings
+from hosting_service.config import DIRECTORY_SEMANTICS, Settings
 from hosting_service.logs import redacted_path
 from hosting_service.errors import ClientError
 from hosting_service.outputs.body import BodyCopy, BrokenBody, body_source
-from hosting_service.outputs.locations import ACTIVE, NO_SUCH_LOCATION, Location, OutputLocations, Upload
+from hosting_service.outputs.records import ACTIVE, Location, gone
+from hosting_service.outputs.writes import NO_SUCH_LOCATION, Upload, Writes
 from hosting_service.outputs.uris import check_name
-from hosting_service.store import SQLiteStore
 
 log = logging.getLogger("dicom_host.outputs")
 
@@ -76,12 +76,12 @@ def _content_length(environ) -> int | None:
 class UploadApp:
     """WSGI application for the paths ``/outputs/...`` (see the module docstring).
 
-    Every rule it applies is the store's, through ``locations`` (built on the same ``store`` and
-    ``settings``, which the router passes to each of its parts alike).
+    Every rule it applies is the store's, through ``writes`` (:mod:`.writes`).
     """
 
-    def __init__(self, store: SQLiteStore, settings: Settings, locations: OutputLocations):
-        self.locations = locations
+    def __init__(self, settings: Settings, writes: Writes):
+        self.writes = writes
+        self.read_timeout = settings.read_timeout
 
     def __call__(self, environ, start_response):
         try:
@@ -97,14 +97,14 @@ class UploadApp:
         method = environ.get("REQUEST_METHOD", "GET").upper()
         location, names = self._target(environ.get("PATH_INFO", ""))
         if location.state != ACTIVE:
-            raise self.locations.gone(location)
-        if location.semantics == "directory" and not names:  # the folder itself
+            raise gone(location)
+        if location.semantics == DIRECTORY_SEMANTICS and not names:  # the folder itself
             if method in _READ:
                 return self._listing(start_response, method, location)
             return _answer(start_response, 405, {
                 "error": f"this output location is a directory: write each file to {location.uri}<name>"},
                 [("Allow", "GET, HEAD")])
-        name = self.locations.stored_name(location, names[0] if names else "")
+        name = self.writes.stored_name(location, names[0] if names else "")
         if method in _WRITE:
             return self._write(environ, start_response, location, name)
         if method in _READ:
@@ -118,7 +118,7 @@ class UploadApp:
         token, _, rest = path[len(PREFIX):].partition("/") if path.startswith(PREFIX) else ("", "", "")
         if not token or not set(token) <= _TOKEN_CHARS:
             raise ClientError(NO_SUCH_LOCATION, http_status=404)
-        location = self.locations.web_location(token)
+        location = self.writes.web_location(token)
         if not rest:
             return location, []
         try:  # PEP 3333: PATH_INFO is the percent-decoded path, its bytes as latin-1 characters
@@ -138,10 +138,10 @@ class UploadApp:
         if "HTTP_CONTENT_RANGE" in environ:
             raise ClientError("Content-Range is not supported: an output file is written once, whole and in "
                               "order (PS3.19 §8.2.3 Note 1)")
-        upload = self.locations.begin_upload(location, name, _content_length(environ))
+        upload = self.writes.begin(location, name, _content_length(environ))
         size, sha256 = self._receive(environ, upload)
         try:
-            uri = self.locations.complete_upload(upload, size, sha256)
+            uri = self.writes.complete(upload, size, sha256)
         except BaseException as exc:
             self._abandon(upload, size, exc)
             raise
@@ -152,9 +152,9 @@ class UploadApp:
 
     def _receive(self, environ, upload: Upload) -> tuple[int, str]:
         """Copy the body into the upload's file: its size and SHA-256. Abandons the upload on any failure."""
-        copy = BodyCopy(body_source(environ, upload.expected), upload.file, upload.expected)
+        copy = BodyCopy(body_source(environ, upload.expected, self.read_timeout), upload.file, upload.expected)
         try:
-            sha256 = copy.run(lambda received: self.locations.progress(upload, received))
+            sha256 = copy.run(lambda received: self.writes.progress(upload, received))
         except BrokenBody as exc:
             self._abandon(upload, copy.received, exc)
             raise ClientError(str(exc)) from None
@@ -171,7 +171,7 @@ class UploadApp:
     def _abandon(self, upload: Upload, received: int, exc: BaseException) -> None:
         refused = isinstance(exc, ClientError)  # the host said no (410, 413); otherwise the body broke off
         reason = str(exc) if isinstance(exc, (ClientError, BrokenBody, OSError)) else "internal error of the host"
-        self.locations.abandon_upload(upload, received, "refused" if refused else "aborted", reason)
+        self.writes.abandon(upload, received, "refused" if refused else "aborted", reason)
         log.warning("instance %s: upload of %s to output location %s %s after %d bytes: %s",
                     upload.location.instance_id, upload.name, upload.location.id,
                     "refused" if refused else "aborted", received, reason)
@@ -179,13 +179,13 @@ class UploadApp:
     # --- reading back -----------------------------------------------------------------------------------
 
     def _listing(self, start_response, method: str, location: Location):
-        files = [{"name": n, "size": f["size"], "sha256": f["sha256"], "uri": self.locations.file_uri(location, n)}
-                 for n, f in self.locations.stored_files(location).items()]
+        files = [{"name": n, "size": f["size"], "sha256": f["sha256"], "uri": self.writes.file_uri(location, n)}
+                 for n, f in self.writes.stored_files(location).items()]
         body = _answer(start_response, 200, {"uri": location.uri, "files": files})
         return [] if method == "HEAD" else body
 
     def _read(self, environ, start_response, method: str, location: Location, name: str):
-        stored = self.locations.stored_files(location).get(name)
+        stored = self.writes.stored_files(location).get(name)
         if stored is None:
             raise ClientError(f"nothing is stored as {name!r} at this output location", http_status=404)
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
