@@ -15,6 +15,7 @@ import argparse
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,12 +38,9 @@ HEADERS = {"Content-Type": "text/xml; charset=utf-8",
            "SOAPAction": '"http://dicom.nema.org/PS3.19/IHostService/GetOutputLocation"'}
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _listener() -> socket.socket:
+    """A loopback socket bound here and passed to gunicorn (``fd://N``): no other process can take its port."""
+    return socket.create_server(("127.0.0.1", 0), backlog=2048)
 
 
 def _wait_up(url: str, proc: subprocess.Popen) -> None:
@@ -88,11 +86,14 @@ def _rate(url: str, seconds: float, clients: int) -> float:
     return counter.value / (time.monotonic() - start)
 
 
-def _gunicorn(app: str, port: int, workers: int, threads: int, env: dict, log) -> subprocess.Popen:
+def _gunicorn(app: str, listener: socket.socket, workers: int, threads: int, env: dict, log) -> subprocess.Popen:
+    """``app`` under the worker class ``dicom-host serve`` uses (requests read in the poller)."""
+    fd = listener.fileno()
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+        [sys.executable, "-m", "gunicorn", "--bind", f"fd://{fd}", "--worker-class",
+         "hosting_service.worker.PollerReadWorker", "--no-control-socket",
          "--workers", str(workers), "--threads", str(threads), "--log-level", "warning", app],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=HERE,
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=HERE, pass_fds=(fd,),
     )
 
 
@@ -108,10 +109,11 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         log = open(Path(tmp) / "servers.log", "wb")
-        port = _free_port()
+        listener = _listener()
+        port = listener.getsockname()[1]
         env = {**os.environ, "DICOM_HOST_DATA_DIR": str(Path(tmp) / "data"),
                "DICOM_HOST_PUBLIC_URL": f"http://127.0.0.1:{port}", "DICOM_HOST_LOG_LEVEL": "WARNING"}
-        service = _gunicorn("hosting_service.app:create_app()", port, args.workers, args.threads, env, log)
+        service = _gunicorn("hosting_service.app:create_app()", listener, args.workers, args.threads, env, log)
         try:
             _wait_up(f"http://127.0.0.1:{port}/healthz", service)
             instance = AdminClient(f"http://127.0.0.1:{port}").create_instance()
@@ -124,9 +126,10 @@ def main() -> None:
         finally:
             _stop(service)
 
-        canned_port = _free_port()
+        canned_listener = _listener()
+        canned_port = canned_listener.getsockname()[1]
         (Path(tmp) / "canned.bin").write_bytes(canned_body)
-        canned = _gunicorn("canned_app:app", canned_port, args.workers, args.threads,
+        canned = _gunicorn("canned_app:app", canned_listener, args.workers, args.threads,
                            {**os.environ, "CANNED_BODY": str(Path(tmp) / "canned.bin")}, log)
         try:
             _wait_up(f"http://127.0.0.1:{canned_port}/", canned)

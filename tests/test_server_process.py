@@ -66,10 +66,10 @@ def test_slow_clients_do_not_lock_others_out(server_factory):
     server = server_factory()
     inst = server.create_instance()
     token_path = inst["hostURL"].split("127.0.0.1:", 1)[1].split("/", 1)[1]
-    soap_head = (f"POST /{token_path} HTTP/1.1\r\nHost: h\r\nContent-Type: text/xml\r\n"
+    soap_head = (f"POST /{token_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/xml\r\n"
                  f"Content-Length: 5000\r\n\r\n").encode()
-    upload_head = b"PUT /outputs/" + b"t" * 32 + b"/x HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n"
-    kinds = [b"G", b"GET /healthz HTTP/1.1\r\nHost: h\r\nX-Slow: " + b"a" * 500,
+    upload_head = b"PUT /outputs/" + b"t" * 32 + b"/x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n"
+    kinds = [b"G", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 500,
              soap_head + b"<" * 4000, upload_head + b"u" * 4000]
     slow = Tricklers(server.port, [kinds[i % 4] for i in range(200)])
     try:
@@ -84,7 +84,7 @@ def test_slow_clients_do_not_lock_others_out(server_factory):
 def test_a_request_must_arrive_within_the_read_timeout(server_factory):
     server = server_factory("--read-timeout", "1")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"POST /admin/instances HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n{")
+        sock.sendall(b"POST /admin/instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n{")
         answer = sock.recv(1000)
         assert answer.startswith(b"HTTP/1.1 408 "), answer
         assert sock.recv(1000) == b""  # and the connection is closed
@@ -113,10 +113,10 @@ class _Responses:
 
 def test_what_the_poller_reads_reaches_the_application_whole(host_server):
     """Pipelined requests, a chunked body and a client that waits for 100 Continue, all read in the poller."""
-    json_post = b"POST /admin/instances HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
+    json_post = b"POST /admin/instances HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     with socket.create_connection(("127.0.0.1", host_server.port), timeout=10) as sock:
         responses = _Responses(sock)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n" + json_post
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + json_post
                      + b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n1;x=y\r\n}\r\n0\r\n\r\n")
         assert responses.next()[0] == 200
         assert responses.next()[0] == 201
@@ -163,7 +163,7 @@ def test_tokens_are_redacted_from_gunicorns_own_log_lines(server_factory):
     server = server_factory()
     token = server.create_instance()["hostURL"].split("/")[3]
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(f"GET /{token}/HostService-20100825\x01 HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+        sock.sendall(f"GET /{token}/HostService-20100825\x01 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(1000).startswith(b"HTTP/1.1 400 ")
     deadline = time.monotonic() + 10
     while "Invalid request" not in server.log() and time.monotonic() < deadline:

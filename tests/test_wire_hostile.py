@@ -17,7 +17,7 @@ import requests
 from hosting_service.config import Settings
 from hosting_service.states import State
 from hosting_service.wire.types import HOST_NS
-from wire_harness import body_child, envelope, fault, free_port, post
+from wire_harness import body_child, envelope, fault, post
 
 LIMIT = 8192
 DEPTH = 64
@@ -175,14 +175,15 @@ def gunicorn_url(tmp_path_factory):
             environ[OPERATIONS_KEY] = Operations()
             return endpoint(environ, start_response)
     """))
-    port = free_port()
+    listener = socket.create_server(("127.0.0.1", 0))  # bound here and passed on: no port race
     log = folder / "gunicorn.log"
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--chdir", str(folder), "-b", f"127.0.0.1:{port}", "-w", "1",
-         "wire_hostile_app:app"],
-        stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+        [sys.executable, "-m", "gunicorn", "--chdir", str(folder), "-b", f"fd://{listener.fileno()}", "-w", "1",
+         "--no-control-socket", "wire_hostile_app:app"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "wb"), pass_fds=(listener.fileno(),),
     )
-    url = f"http://127.0.0.1:{port}/HostService-20100825"
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/HostService-20100825"
+    listener.close()  # the server holds its own copy
     try:
         _wait_until_up(url, server, log)
         yield url
