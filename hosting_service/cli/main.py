@@ -9,12 +9,12 @@ import argparse
 import sys
 from typing import Optional
 
-from hosting_service.cli import instance, run, serve
+from hosting_service.cli import conformance, instance, run, serve
 
 EXIT_USAGE = 2
 EXIT_SERVER = 3
 
-SUBCOMMANDS = [serve, instance, run]
+SUBCOMMANDS = [serve, instance, run, conformance]
 
 
 def build_parser() -> argparse.ArgumentParser:
