@@ -116,7 +116,7 @@ def data_exchange(s: Session) -> None:
         s.call("ReleaseData", s.app.release_data, [loc.Locator for loc in locators if loc.Locator])
     except ApplicationCallError as exc:
         raise Violation("PS3.19 §8.3.6", "ReleaseData answered", str(exc)) from None
-    s.move(State.IDLE)
+    s.back_to_idle()
 
 
 def cancel(s: Session) -> None:
@@ -163,7 +163,8 @@ def _ends_task_cleanly(s: Session, trouble: str) -> None:
         seen = [str(n.state) for n in s.host.record.notifications[s.cursor:]]
         raise Violation(rule, f"COMPLETED, or CANCELED then IDLE, within {s.options.task_timeout:g} s",
                         f"notifications: {', '.join(seen) or 'none'}; {s._liveness()}")
-    if s.host.state == State.COMPLETED:
+    if State.COMPLETED in [n.state for n in s.host.record.notifications[s.cursor:]]:
+        s.expect_state(State.COMPLETED, rule)
         s.finish()
     try:
         s.call("GetState", s.app.get_state)

@@ -45,6 +45,9 @@ class AppOptions:
     """Hard limit on one scenario, launch to end."""
     quiet_seconds: float = 0.5
     """How long the host watches for writes after the application reported IDLE."""
+    settle_seconds: float = 0.3
+    """How long the host stays at COMPLETED before SetState(IDLE), so that an application moving on by
+    itself (XIP's self-IDLE) shows it before the request rather than in a race with it."""
 
 
 class Session:
@@ -190,6 +193,12 @@ class Session:
                 self.call("ReleaseData", self.app.release_data, [loc.Locator for loc in locators if loc.Locator])
         except ApplicationCallError:
             pass  # judged by the data exchange scenario, not here
+        self.back_to_idle()
+
+    def back_to_idle(self) -> None:
+        """SetState(IDLE) from COMPLETED, after :attr:`AppOptions.settle_seconds` at COMPLETED."""
+        notifications = self.host.record.notifications
+        self.wait(lambda: len(notifications) > self.cursor, self.options.settle_seconds)
         self.move(State.IDLE)
 
     def check_record(self) -> None:
@@ -202,12 +211,13 @@ class Session:
         time.sleep(self.options.quiet_seconds)
         self.check_record()  # http: writes after IDLE are recorded as they arrive
         for location in self.host.record.locations:
-            if location.protocol != "file" or location.closed_at is None:
+            if location.closed_at is None:
                 continue
-            for path in location.folder.rglob("*"):
-                if path.is_file() and path.stat().st_mtime > location.closed_at + 0.01:
-                    raise Violation("PS3.19 §8.2.3", "no writes to an output location after the application reported IDLE",
-                                    f"{path.name} written {path.stat().st_mtime - location.closed_at:.2f} s after IDLE")
+            changed = sorted(name for name, stamp in location.contents().items()
+                             if location.closed_contents.get(name) != stamp)
+            if changed:
+                raise Violation("PS3.19 §8.2.3", "no writes to an output location after the application reported IDLE",
+                                f"written after IDLE at {location.uri}: {', '.join(changed)}")
 
 
 def _short(answer) -> str:
@@ -255,8 +265,10 @@ def run_scenario(scenario: Scenario, options: AppOptions, inputs: ScanResult, wo
         session.note(f"the scenario overran its budget of {options.budget:g} s: hard abort of the application")
         session.abort()
         worker.join(options.call_timeout + 2)
-        outcome[:] = [Violation("hard time budget", f"the scenario ends within {options.budget:g} s",
-                                f"still running ({session._liveness()})")]
+        outcome[:] = [Violation("the scenario's hard time budget", f"the scenario ends within {options.budget:g} s",
+                                "still running; the application was aborted")]
+    if isinstance(outcome[0] if outcome else None, Violation) and session.host.record.violations:
+        outcome[0] = Violation(*session.host.record.violations[0])  # the first rule broken, seen on the wire
     if isinstance(outcome[0] if outcome else None, LaunchError):
         outcome[0] = Violation("PS3.19 §7.1 launch", "the application starts", str(outcome[0]))
     result = judged(scenario, outcome[0] if outcome else None, time.monotonic() - started, session.messages)

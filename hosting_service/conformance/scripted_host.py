@@ -71,6 +71,17 @@ class OutputLocation:
     folder: Path
     protocol: str
     closed_at: Optional[float] = None
+    closed_contents: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Each file's ``(size, mtime_ns)`` when the location closed: what may no longer change."""
+
+    def contents(self) -> dict[str, tuple[int, int]]:
+        files = (p for p in self.folder.rglob("*") if p.is_file())
+        return {str(p.relative_to(self.folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in files}
+
+    def close(self, now: float) -> None:
+        if self.closed_at is None:
+            self.closed_at = now
+            self.closed_contents = self.contents()
 
 
 @dataclass
@@ -207,7 +218,7 @@ class ScriptedHost:
             now = time.time()
             if state in (State.IDLE, State.EXIT):  # §8.2.3: locations are active until IDLE or EXIT
                 for location in self.record.locations:
-                    location.closed_at = location.closed_at or now
+                    location.close(now)
             self.record.notifications.append(Notification(now, state, previous))
         self._judge(previous, state, requested)
         self._changed_now()
