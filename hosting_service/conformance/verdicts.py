@@ -8,6 +8,7 @@ Anything else it raises is an error of the run, reported as a failure with the e
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -83,6 +84,18 @@ def judged(scenario: Scenario, outcome: Optional[BaseException], seconds: float,
         result.rule = "the scenario could not run to its end"
         result.observed = f"{type(outcome).__name__}: {outcome}"
     return result
+
+
+def execute(scenario: Scenario, messages: list[str], *args: Any) -> Result:
+    """Run ``scenario.run(*args)`` here and judge it; ``messages`` is the list the scenario writes its steps
+    to (the result gets the lines added while it ran)."""
+    start, first = time.monotonic(), len(messages)
+    outcome: Optional[BaseException] = None
+    try:
+        scenario.run(*args)
+    except Exception as exc:
+        outcome = exc
+    return judged(scenario, outcome, time.monotonic() - start, messages[first:])
 
 
 def failed_required(results: list[Result]) -> bool:
