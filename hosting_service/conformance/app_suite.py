@@ -12,6 +12,8 @@ process group is killed, which ends every wait of the scenario; the run goes on 
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 import tempfile
 import threading
 import time
@@ -45,7 +47,7 @@ class AppOptions:
     """Hard limit on one scenario, launch to end."""
     quiet_seconds: float = 0.5
     """How long the host watches for writes after the application reported IDLE."""
-    settle_seconds: float = 0.3
+    settle_seconds: float = 0.5
     """How long the host stays at COMPLETED before SetState(IDLE), so that an application moving on by
     itself (XIP's self-IDLE) shows it before the request rather than in a race with it."""
 
@@ -84,8 +86,18 @@ class Session:
         self.process = AppProcess(argv, lambda stream, line: self.output.append(f"{stream}: {line}"))
 
     def abort(self) -> None:
+        """The end of the scenario (its own thread only: it reaps the process)."""
         if self.process is not None and self.process.poll() is None:
             self.note(f"hard abort: {self.process.abort(1.0)}")
+
+    def kill(self) -> None:
+        """SIGKILL to the application's process group, from any thread: the scenario's waits then end and
+        its thread reaps the process in :meth:`abort`."""
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     def ended(self) -> bool:
         return self.process is not None and self.process.poll() is not None
@@ -263,7 +275,7 @@ def run_scenario(scenario: Scenario, options: AppOptions, inputs: ScanResult, wo
     worker.join(options.budget)
     if worker.is_alive():
         session.note(f"the scenario overran its budget of {options.budget:g} s: hard abort of the application")
-        session.abort()
+        session.kill()
         worker.join(options.call_timeout + 2)
         outcome[:] = [Violation("the scenario's hard time budget", f"the scenario ends within {options.budget:g} s",
                                 "still running; the application was aborted")]

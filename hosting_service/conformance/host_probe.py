@@ -296,7 +296,7 @@ def _refused(label: str) -> Callable[[ConformanceProbe], None]:
                                 f"answered {_short(answer)}")
             if not ok and "SOAP fault" not in str(answer):
                 raise Violation(PRECONDITIONS[operation].cite, f"{operation} at {label} refused with a SOAP fault",
-                                str(answer))
+                                f"answered without a fault: {answer}")
     return run
 
 
