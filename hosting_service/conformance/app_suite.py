@@ -70,6 +70,9 @@ class Session:
         self.cursor = 0
         """Notifications before this index have been consumed by :meth:`expect_state`."""
         self.started_at = time.time()
+        self.timings = {"application": 0.0, "pauses": 0.0}
+        """Seconds spent waiting for the application (its answers and notifications, its start) and in
+        the host's deliberate pauses (watching for late writes or moves); the rest is the tool's own."""
 
     def note(self, line: str) -> None:
         self.messages.append(f"{time.time() - self.started_at:7.3f}s {line}")
@@ -104,15 +107,20 @@ class Session:
 
     # --- waiting for the application --------------------------------------------------------------------
 
-    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait for ``predicate`` (re-checked on every host event, and every 0.1 s for the process's end)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if self.host.wait_for(lambda _: predicate() or self.ended(), min(max(left, 0), 0.1)) and predicate():
-                return True
-            if left <= 0 or self.ended():
-                return predicate()
+    def wait(self, predicate: Callable[[], bool], timeout: float, pause: bool = False) -> bool:
+        """Wait for ``predicate`` (re-checked on every host event, and every 0.1 s for the process's end);
+        the time counts as the application's, or as a deliberate ``pause`` of the host."""
+        start = time.monotonic()
+        deadline = start + timeout
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if self.host.wait_for(lambda _: predicate() or self.ended(), min(max(left, 0), 0.1)) and predicate():
+                    return True
+                if left <= 0 or self.ended():
+                    return predicate()
+        finally:
+            self.timings["pauses" if pause else "application"] += time.monotonic() - start
 
     def expect_state(self, state: State, rule: str, timeout: Optional[float] = None) -> None:
         """Wait for the next notification of ``state`` (consuming those before it); :class:`Violation` of
@@ -143,11 +151,14 @@ class Session:
 
     def call(self, what: str, function: Callable, *args):
         self.note(f"host -> app {what}")
+        start = time.monotonic()
         try:
             answer = function(*args)
         except ApplicationCallError as exc:
             self.note(f"app -> host {what} failed: {exc}")
             raise
+        finally:
+            self.timings["application"] += time.monotonic() - start
         self.note(f"app -> host {what} -> {_short(answer)}")
         return answer
 
@@ -210,7 +221,7 @@ class Session:
     def back_to_idle(self) -> None:
         """SetState(IDLE) from COMPLETED, after :attr:`AppOptions.settle_seconds` at COMPLETED."""
         notifications = self.host.record.notifications
-        self.wait(lambda: len(notifications) > self.cursor, self.options.settle_seconds)
+        self.wait(lambda: len(notifications) > self.cursor, self.options.settle_seconds, pause=True)
         self.move(State.IDLE)
 
     def check_record(self) -> None:
@@ -220,7 +231,7 @@ class Session:
 
     def quiet_after_idle(self) -> None:
         """Nothing written after IDLE (§8.2.3): watch for a while, then look at every location."""
-        time.sleep(self.options.quiet_seconds)
+        self.wait(lambda: False, self.options.quiet_seconds, pause=True)
         self.check_record()  # http: writes after IDLE are recorded as they arrive
         for location in self.host.record.locations:
             if location.closed_at is None:
@@ -284,6 +295,7 @@ def run_scenario(scenario: Scenario, options: AppOptions, inputs: ScanResult, wo
     if isinstance(outcome[0] if outcome else None, LaunchError):
         outcome[0] = Violation("PS3.19 §7.1 launch", "the application starts", str(outcome[0]))
     result = judged(scenario, outcome[0] if outcome else None, time.monotonic() - started, session.messages)
+    result.timings = {name: round(seconds, 3) for name, seconds in session.timings.items()}
     if result.verdict is Verdict.FAIL:
         result.messages = [*result.messages, *(f"app {line}" for line in session.output[-20:])]
     session.app.close()

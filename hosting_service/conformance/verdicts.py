@@ -60,12 +60,15 @@ class Result:
     seconds: float = 0.0
     messages: list[str] = field(default_factory=list)
     """The wire exchanges (or steps) involved, one line each, in order."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Where the scenario's time went (``application``, ``pauses``), where the runner measures it."""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "title": self.title, "clause": self.clause, "required": self.required,
             "verdict": self.verdict.value, "rule": self.rule, "expected": self.expected,
-            "observed": self.observed, "seconds": round(self.seconds, 3), "messages": self.messages,
+            "observed": self.observed, "seconds": round(self.seconds, 3), "timings": self.timings,
+            "messages": self.messages,
         }
 
 
