@@ -25,7 +25,7 @@ from client import ApplicationCallError, ApplicationClient
 from hosting_service.conformance.scripted_host import Faults, ScriptedHost
 from hosting_service.conformance.verdicts import Result, Scenario, Verdict, Violation, judged
 from hosting_service.dicom.inputs import ScanResult, scan
-from hosting_service.model import AvailableData, ObjectLocator, iter_descriptors
+from hosting_service.model import AvailableData, ObjectLocator
 from hosting_service.orchestration.process import AppProcess, LaunchError, application_argv
 from hosting_service.ports import free_loopback_port
 from hosting_service.states import State, host_may_request, transition
@@ -311,7 +311,3 @@ def run_suite(scenarios: list[Scenario], options: AppOptions, inputs_folder: Opt
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
             futures = [pool.submit(run_scenario, s, options, inputs, workdir) for s in scenarios]
             return [f.result() for f in futures]
-
-
-def descriptor_count(data: AvailableData) -> int:
-    return sum(1 for _ in iter_descriptors(data))
