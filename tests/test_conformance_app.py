@@ -96,3 +96,14 @@ def test_usage_errors_and_list():
                              capture_output=True, text=True, env=ENV, cwd=REPO, timeout=60)
     assert listing.returncode == 0
     assert {line.split()[0] for line in listing.stdout.splitlines()} == ALL_SCENARIOS
+
+
+def test_app_arguments_come_after_the_two_urls():
+    """``-- APP_ARGS`` reach the application after --hostURL/--applicationURL, in every launch."""
+    suite = conformance_app(MIP_APP, "--only", "startup,launch-flags", "--", "--cancel-grace", "2")
+    assert suite.verdicts() == {"startup": "pass", "launch-flags": "pass"}, suite.describe()
+    (launch,) = [m for m in suite.scenario("startup")["messages"] if "launch:" in m]
+    assert launch.endswith("--cancel-grace 2") and launch.index("--applicationURL") < launch.index("--cancel-grace")
+    refused = conformance_app(MIP_APP, "--only", "startup", "--startup-timeout", "10", "--", "--no-such-option")
+    assert refused.verdicts() == {"startup": "fail"}, refused.describe()
+    assert "exit status 2" in refused.scenario("startup")["observed"]
