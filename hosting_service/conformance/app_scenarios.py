@@ -162,7 +162,7 @@ def _ends_task_cleanly(s: Session, trouble: str) -> None:
     if not s.wait(task_ended, s.options.task_timeout):
         seen = [str(n.state) for n in s.host.record.notifications[s.cursor:]]
         raise Violation(rule, f"COMPLETED, or CANCELED then IDLE, within {s.options.task_timeout:g} s",
-                        f"notifications: {', '.join(seen) or 'none'}; {s._liveness()}")
+                        f"notifications: {', '.join(seen) or 'none'}; {s.liveness()}")
     if State.COMPLETED in [n.state for n in s.host.record.notifications[s.cursor:]]:
         s.expect_state(State.COMPLETED, rule)
         s.finish()

@@ -134,10 +134,10 @@ class Session:
         if not self.wait(arrived, timeout):
             seen = [str(n.state) for n in notifications[self.cursor:]]
             raise Violation(rule, f"NotifyStateChanged({state}) within {timeout:g} s",
-                            f"notifications since: {', '.join(seen) or 'none'}; {self._liveness()}")
+                            f"notifications since: {', '.join(seen) or 'none'}; {self.liveness()}")
         self.cursor = next(i for i in range(self.cursor, len(notifications)) if notifications[i].state == state) + 1
 
-    def _liveness(self) -> str:
+    def liveness(self) -> str:
         if self.process is None:
             return "not launched"
         return f"the process ended ({self.process.describe_exit()})" if self.ended() else "the process is running"

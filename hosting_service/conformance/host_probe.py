@@ -136,7 +136,9 @@ class ConformanceProbe(HostedApplication):
         self.messages.append(line)
 
     def connect_host(self) -> HostClient:
-        return ProbeHostClient(self.options.hostURL, timeout=self.call_timeout, note=self.note)
+        client = ProbeHostClient(self.options.hostURL, timeout=self.call_timeout, note=self.note)
+        self.watch = client.watch
+        return client
 
     # --- the states it passes through ----------------------------------------------------------------
 
@@ -438,7 +440,7 @@ def transfer_syntax(probe: ConformanceProbe) -> None:
 
 
 def answers_schema(probe: ConformanceProbe) -> None:
-    watch = getattr(probe.host, "watch")
+    watch = probe.watch
     probe.note(f"{watch.answers} answers checked against the Annex B schema")
     if watch.invalid:
         raise Violation("PS3.19 Annex B", "every answer a SOAP 1.1 Fault or an <Op>Response valid against the schema",
