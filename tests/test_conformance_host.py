@@ -46,7 +46,7 @@ def probe_run(output: Path, series: Path, **env: str) -> tuple[subprocess.Comple
     text = log[log.index("----- conformance report (text) -----"):]
     final = dict((m.group(2), m.group(1).lower()) for m in re.finditer(r"\[([A-Z ]+)\] ([a-z-]+):", text))
     # the JUnit copy parses with a standard parser and has one test case per scenario
-    junit = ET.parse(by_mime["application/xml"]).getroot()
+    junit = ET.parse(by_mime["text/xml"]).getroot()
     assert sorted(c.get("name") for c in junit.iter("testcase")) == sorted(ALL_SCENARIOS)
     return done, collected, final
 

@@ -178,7 +178,7 @@ class ConformanceProbe(HostedApplication):
             self._probe(scenario_id)
         chosen = self.options.report_format or list(reports.FORMATS)
         rendered = reports.render(SUITE, self._ordered(final=False))
-        mime = {"text": "text/plain", "junit": "application/xml", "json": "application/json"}
+        mime = {"text": "text/plain", "junit": "text/xml", "json": "application/json"}
         return [TaskOutput(name=reports.FILE_NAMES[f], data=rendered[f].encode("utf-8"), mime_type=mime[f]) for f in chosen]
 
     # --- running scenarios ---------------------------------------------------------------------------
