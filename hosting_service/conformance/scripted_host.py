@@ -38,7 +38,8 @@ from hosting_service.store.base import InputObject
 from hosting_service.wire.endpoint import ENDPOINT_URL_KEY, SoapEndpoint
 from hosting_service.wire.services import OPERATIONS_KEY, HostService
 
-HOST_PATH = "/host/HostService-20100825"
+HOST_FOLDER = "/host/"
+HOST_PATH = HOST_FOLDER + "HostService-20100825"
 OUTPUTS_PATH = "/outputs/"
 MAX_UPLOAD = 256 * 1024 * 1024
 """The largest single output the scripted host accepts (bytes)."""
@@ -296,6 +297,12 @@ class ScriptedHost:
             environ[OPERATIONS_KEY] = self
             environ[ENDPOINT_URL_KEY] = self.url
             return self._endpoint(environ, start_response)
+        schema = None
+        if path.startswith(HOST_FOLDER) and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            schema = self._endpoint.documents.schema(path[len(HOST_FOLDER):])
+        if schema is not None:  # the XSDs the WSDL imports, for applications that build a proxy from ?wsdl (XIP)
+            start_response("200 OK", [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(schema)))])
+            return [schema]
         if path.startswith(OUTPUTS_PATH) and environ.get("REQUEST_METHOD") in ("PUT", "POST"):
             status, message = self._upload(environ, path)
             return _plain(start_response, status, message)
