@@ -110,3 +110,46 @@ def test_app_arguments_come_after_the_two_urls():
     refused = conformance_app(MIP_APP, "--only", "startup", "--startup-timeout", "10", "--", "--no-such-option")
     assert refused.verdicts() == {"startup": "fail"}, refused.describe()
     assert "exit status 2" in refused.scenario("startup")["observed"]
+
+
+def _processes_with(marker: str) -> list[int]:
+    import os
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(os.getpid()):
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " "):
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_an_interrupted_run_leaves_no_application_behind():
+    """SIGTERM (or Ctrl-C) to the tool stops the run at once and kills the applications it launched (each
+    in its own process group, which the signal does not reach)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from run_harness import ENV, REPO
+
+    marker = f"--startup-delay 0.{uuid.uuid4().int % 10**12:012d}"  # a unique, harmless command line
+    tool = subprocess.Popen([sys.executable, "-m", "hosting_service.cli.main", "conformance", "app", "--app",
+                             f"{MISBEHAVING_APP} {marker} --freeze-on-request SUSPENDED", "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in _processes_with(marker) if p != tool.pid] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_with(marker), "no application was launched"
+        tool.send_signal(signal.SIGTERM)
+        assert tool.wait(8) == 130, "the run did not stop promptly"  # not after the scenarios left
+        assert _processes_with(marker) == []
+    finally:
+        tool.kill()
+        tool.wait()

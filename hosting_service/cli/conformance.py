@@ -6,6 +6,7 @@ Exit status: 0 when no required scenario failed, 1 when one did, 2 for bad usage
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def _app(args) -> int:
     if args.inputs is not None and not args.inputs.exists():
         print(f"dicom-host conformance app: --inputs {args.inputs}: no such file or folder", file=sys.stderr)
         return EXIT_USAGE
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # ends the run as Ctrl-C does, applications killed
     options = AppOptions(args.app, list(args.app_args), startup_timeout=args.startup_timeout,
                          state_timeout=args.state_timeout, task_timeout=args.task_timeout, budget=args.budget)
     try:

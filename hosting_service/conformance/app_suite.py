@@ -261,23 +261,55 @@ def sample_inputs(workdir: Path, folder: Optional[Path]) -> ScanResult:
     return result
 
 
-def run_scenario(scenario: Scenario, options: AppOptions, inputs: ScanResult, workdir: Path) -> Result:
+class Launches:
+    """The sessions whose application may be running, so that an interrupted run kills them all (their
+    process groups are their own: an interrupt of the tool does not reach them by itself)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: set[Session] = set()
+        self._stopped = False
+
+    def add(self, session: Session) -> None:
+        with self._lock:
+            if self._stopped:
+                raise KeyboardInterrupt("the run was interrupted")
+            self._live.add(session)
+
+    def discard(self, session: Session) -> None:
+        with self._lock:
+            self._live.discard(session)
+
+    def stop(self) -> None:
+        """No launches from now on; every application still running is killed."""
+        with self._lock:
+            self._stopped = True
+            live = list(self._live)
+        for session in live:
+            session.kill()
+
+
+def run_scenario(scenario: Scenario, options: AppOptions, inputs: ScanResult, workdir: Path,
+                 launches: Optional[Launches] = None) -> Result:
     """One scenario, from launch to the end of its application, within ``options.budget`` seconds."""
     started = time.monotonic()
     scenario_dir = Path(tempfile.mkdtemp(prefix=f"{scenario.id}-", dir=workdir))
     session = Session(options, inputs, scenario_dir, scenario)
     outcome: list[Optional[BaseException]] = []
+    launches = launches or Launches()
 
     def body() -> None:
         try:
             with session.host:
                 try:
+                    launches.add(session)
                     session.launch(**scenario.options.get("launch", {}))
                     scenario.run(session)
                     session.check_record()
                     outcome.append(None)
                 finally:
                     session.abort()
+                    launches.discard(session)
         except BaseException as exc:  # the verdict, whatever it is
             outcome.append(exc)
 
@@ -308,6 +340,15 @@ def run_suite(scenarios: list[Scenario], options: AppOptions, inputs_folder: Opt
     with tempfile.TemporaryDirectory(prefix="dicom-host-conformance-") as tmp:
         workdir = Path(tmp)
         inputs = sample_inputs(workdir, inputs_folder)
+        launches = Launches()
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-            futures = [pool.submit(run_scenario, s, options, inputs, workdir) for s in scenarios]
-            return [f.result() for f in futures]
+            futures: list[concurrent.futures.Future] = []
+            try:
+                for scenario in scenarios:
+                    futures.append(pool.submit(run_scenario, scenario, options, inputs, workdir, launches))
+                return [f.result() for f in futures]
+            except BaseException:  # Ctrl-C, SIGTERM: leave no application behind
+                for future in futures:
+                    future.cancel()
+                launches.stop()
+                raise
