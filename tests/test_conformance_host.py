@@ -7,7 +7,6 @@ Expectations are written out by hand, independently of ``hosting_service.states`
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import xml.etree.ElementTree as ET

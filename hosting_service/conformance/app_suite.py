@@ -170,7 +170,7 @@ class Session:
         try:
             answer = self.call(f"SetState({state})", self.app.set_state, state)
         except ApplicationCallError as exc:
-            raise Violation(f"PS3.19 §8.1.2 SetState", "an answer TRUE or FALSE", str(exc)) from None
+            raise Violation("PS3.19 §8.1.2 SetState", "an answer TRUE or FALSE", str(exc)) from None
         if not answer:
             self.host.refused(state)
         if bool(answer) != expected:

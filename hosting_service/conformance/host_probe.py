@@ -56,6 +56,8 @@ _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=Fal
 LATER = ("checked after this report was handed over to the host (at COMPLETED and IDLE); "
          "the final report, printed on stderr at EXIT, has the verdict")
 PROBED_STATES = ("NOT_STARTED", "IDLE", "INPROGRESS", "COMPLETED")
+MIME_TYPES = {"text": "text/plain", "junit": "text/xml", "json": "application/json"}
+"""The reports' MIME types as outputs (text/xml rather than application/xml, which hosts name ``.xsl``)."""
 
 
 class WireWatch:
@@ -118,11 +120,6 @@ class ConformanceProbe(HostedApplication):
     description = "A PS3.19 hosted application that tests the Hosting System launching it; see the README."
     output_protocols = ("file:", "http:")
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--report-format", choices=reports.FORMATS, action="append",
-                            help="reports handed back as outputs (default: all three)")
-
     def __init__(self, options: argparse.Namespace):
         self.messages: list[str] = []
         self.results: dict[str, Result] = {}
@@ -176,10 +173,9 @@ class ConformanceProbe(HostedApplication):
         for scenario_id in ("output-location-file", "output-location-http", "getdata-locators", "transfer-syntax",
                             "answers-schema"):
             self._probe(scenario_id)
-        chosen = self.options.report_format or list(reports.FORMATS)
         rendered = reports.render(SUITE, self._ordered(final=False))
-        mime = {"text": "text/plain", "junit": "text/xml", "json": "application/json"}
-        return [TaskOutput(name=reports.FILE_NAMES[f], data=rendered[f].encode("utf-8"), mime_type=mime[f]) for f in chosen]
+        return [TaskOutput(name=reports.FILE_NAMES[f], data=text.encode("utf-8"), mime_type=MIME_TYPES[f])
+                for f, text in rendered.items()]
 
     # --- running scenarios ---------------------------------------------------------------------------
 
