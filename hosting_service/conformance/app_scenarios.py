@@ -11,6 +11,7 @@ from client import ApplicationCallError
 from hosting_service.conformance.app_suite import TABLE, Session
 from hosting_service.conformance.scripted_host import Faults
 from hosting_service.conformance.verdicts import Scenario, Violation
+from hosting_service.located import UnreadableObject, read_located
 from hosting_service.states import State, host_may_request
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -105,13 +106,9 @@ def data_exchange(s: Session) -> None:
             raise Violation("PS3.19 §8.3.2", f"a TransferSyntax from the acceptable list [{EXPLICIT_VR_LE}]",
                             f"{loc.TransferSyntax} for {loc.Source}")
         try:
-            data = s.host.bytes_at(loc.URI or "", loc.Offset or 0, loc.Length or 0)
-        except Exception as exc:
-            raise Violation("PS3.19 §8.3.2, §9.5", "the locator's URI readable at Offset/Length",
-                            f"{loc.URI}: {exc}") from None
-        if loc.Length and len(data) != loc.Length:
-            raise Violation("PS3.19 §9.5", f"{loc.Length} bytes at {loc.URI} offset {loc.Offset}",
-                            f"{len(data)} bytes there")
+            read_located(loc.URI or "", loc.Offset or 0, loc.Length or 0)  # all of Length, or it raises
+        except UnreadableObject as exc:
+            raise Violation("PS3.19 §8.3.2, §9.5", "the locator's URI readable at Offset/Length", str(exc)) from None
     try:
         s.call("ReleaseData", s.app.release_data, [loc.Locator for loc in locators if loc.Locator])
     except ApplicationCallError as exc:

@@ -21,7 +21,6 @@ from typing import Callable, Optional
 from client.server import ThreadedWSGIServer
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
-from hosting_service.located import read_located
 from hosting_service.model import (
     AvailableData,
     ModelSetDescriptor,
@@ -155,14 +154,6 @@ class ScriptedHost:
         """Wait until ``predicate(record)`` holds (re-checked at every notification and write)."""
         with self._changed:
             return self._changed.wait_for(lambda: predicate(self.record), timeout)
-
-    def bytes_at(self, uri: str, offset: int, length: int) -> bytes:
-        """The bytes a locator points to; URIs in this host's http: locations are read from their folder."""
-        for location in self.record.locations:
-            if location.protocol == "http" and uri.startswith(location.uri.rstrip("/").rsplit("/", 1)[0]):
-                name = urllib.parse.unquote(uri[len(location.uri):]) if location.uri.endswith("/") else "output"
-                return read_located((location.folder / name).as_uri(), offset, length)
-        return read_located(uri, offset, length)
 
     def _violation(self, rule: str, expected: str, observed: str) -> None:
         self.log(f"VIOLATION {rule}: expected {expected}; observed {observed}")
