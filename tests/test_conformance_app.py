@@ -89,8 +89,11 @@ def test_a_hanging_application_is_cut_off_by_the_budget():
     assert suite.seconds < 40
 
 
-def test_usage_errors_and_list():
+def test_usage_errors_and_list(tmp_path):
     assert conformance_app(MIP_APP, "--only", "no-such-scenario").returncode == 2
+    assert conformance_app(MIP_APP, "--inputs", str(tmp_path / "missing")).returncode == 2
+    (tmp_path / "empty").mkdir()
+    assert conformance_app(MIP_APP, "--inputs", str(tmp_path / "empty")).returncode == 2
     import subprocess
     import sys
 
@@ -100,6 +103,17 @@ def test_usage_errors_and_list():
                              capture_output=True, text=True, env=ENV, cwd=REPO, timeout=60)
     assert listing.returncode == 0
     assert {line.split()[0] for line in listing.stdout.splitlines()} == ALL_SCENARIOS
+
+
+def test_inputs_of_ones_own(tmp_path):
+    """``--inputs DIR``: the scripted host offers those objects; the MIP app projects them."""
+    from hosting_service.dicom.samples import write_sample_series
+
+    write_sample_series(tmp_path / "in", slices=3, size=16, seed="own inputs")
+    suite = conformance_app(MIP_APP, "--only", "data-exchange", "--inputs", str(tmp_path / "in"))
+    assert suite.verdicts() == {"data-exchange": "pass"}, suite.describe()
+    messages = suite.scenario("data-exchange")["messages"]
+    assert any("GetData(3 objects" in m for m in messages), messages
 
 
 def test_app_arguments_come_after_the_two_urls():
