@@ -56,6 +56,7 @@ def set_state_table(s: Session) -> None:
     s.move(State.INPROGRESS)
     s.offer()
     s.expect_state(State.COMPLETED, f"{TABLE}: INPROGRESS -> COMPLETED when the task is done", s.options.task_timeout)
+    s.settle()
     _refused_everywhere_else(s)
     s.finish()
 

@@ -218,10 +218,15 @@ class Session:
             pass  # judged by the data exchange scenario, not here
         self.back_to_idle()
 
-    def back_to_idle(self) -> None:
-        """SetState(IDLE) from COMPLETED, after :attr:`AppOptions.settle_seconds` at COMPLETED."""
+    def settle(self) -> None:
+        """Stay at COMPLETED for :attr:`AppOptions.settle_seconds` (or until the application notifies)
+        before asking anything of it."""
         notifications = self.host.record.notifications
         self.wait(lambda: len(notifications) > self.cursor, self.options.settle_seconds, pause=True)
+
+    def back_to_idle(self) -> None:
+        """SetState(IDLE) from COMPLETED, after settling there."""
+        self.settle()
         self.move(State.IDLE)
 
     def check_record(self) -> None:
@@ -307,6 +312,9 @@ def run_scenario(scenario: Scenario, options: AppOptions, inputs: ScanResult, wo
                     scenario.run(session)
                     session.check_record()
                     outcome.append(None)
+                except Violation:  # a message already in flight may show an earlier broken rule
+                    session.wait(lambda: bool(session.host.record.violations), options.settle_seconds, pause=True)
+                    raise
                 finally:
                     session.abort()
                     launches.discard(session)
