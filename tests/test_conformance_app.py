@@ -145,6 +145,7 @@ def _processes_with(marker: str) -> list[int]:
 def test_an_interrupted_run_leaves_no_application_behind():
     """SIGTERM (or Ctrl-C) to the tool stops the run at once and kills the applications it launched (each
     in its own process group, which the signal does not reach)."""
+    import os
     import signal
     import subprocess
     import sys
@@ -168,3 +169,5 @@ def test_an_interrupted_run_leaves_no_application_behind():
     finally:
         tool.kill()
         tool.wait()
+        for pid in _processes_with(marker):  # what a failed run left behind
+            os.kill(pid, signal.SIGKILL)
