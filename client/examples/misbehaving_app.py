@@ -26,8 +26,8 @@ import requests
 from lxml import etree
 
 from client import HostCallError, HostClient, HostedApplication, TaskContext, TaskInput, TaskOutput
-from hosting_service.model import StatusType
-from hosting_service.states import State, parse_state
+from hosting_service.model import ObjectLocator, StatusType
+from hosting_service.states import State, host_may_request, parse_state
 from hosting_service.wire.faults import SOAP_ENV_NS as SOAP_ENV
 
 CTK_HOST_NAMESPACE = "http://dicom.nema.org/PS3.19/HostInterface"
@@ -36,6 +36,8 @@ CTK_HOST_NAMESPACE = "http://dicom.nema.org/PS3.19/HostInterface"
 QTSOAP_XSI = "http://www.w3.org/1999/XMLSchema-instance"
 QTSOAP_XSD = "http://www.w3.org/1999/XMLSchema"
 CRASH_STATUS = 3
+STANDARD_FLAGS = ("--hostURL", "--applicationURL")
+"""The launch flags as PS3.19 §7.1 spells them (``--strict-flags`` accepts no other spelling)."""
 _SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
 
@@ -155,6 +157,39 @@ class WsdlHostClient(HostClient):
         self._service = proxy.bind("HostService-20100825", "HostServiceBinding")
 
 
+class CarelessHostClient(HostClient):
+    """A HostService client with the output and error handling misbehaviours of :class:`MisbehavingApp`:
+    it remembers the last output location, writes every http: output twice (``--write-twice``), and
+    blocks forever when the host answers GetData or GetOutputLocation with a fault or nil
+    (``--hang-on-host-error``)."""
+
+    def __init__(self, host_url: str, *, timeout: float, options: argparse.Namespace):
+        super().__init__(host_url, timeout=timeout)
+        self.options = options
+        self.last_location: Optional[str] = None
+
+    def call(self, operation: str, **arguments: Any) -> Any:
+        try:
+            answer = super().call(operation, **arguments)
+        except HostCallError:
+            if self.options.hang_on_host_error and operation in ("GetData", "GetOutputLocation"):
+                print(f"misbehaving-app: {operation} failed; hanging (--hang-on-host-error)", file=sys.stderr, flush=True)
+                threading.Event().wait()
+            raise
+        if operation == "GetOutputLocation":
+            self.last_location = answer
+        return answer
+
+    def write_output(self, location: str, name: str, source) -> str:
+        uri = super().write_output(location, name, source)
+        if self.options.write_twice and urllib.parse.urlsplit(uri).scheme.lower() in ("http", "https"):
+            try:
+                super().write_output(location, name, source)
+            except Exception as exc:  # the host refused the second write, as it should
+                print(f"misbehaving-app: second write refused: {exc}", file=sys.stderr, flush=True)
+        return uri
+
+
 class MisbehavingApp(HostedApplication):
     name = "misbehaving-app"
     description = "A PS3.19 hosted application that misbehaves on request (for testing Hosting Systems)."
@@ -179,6 +214,18 @@ class MisbehavingApp(HostedApplication):
                             help="process() raises: FATALERROR status, then CANCELED, then IDLE")
         parser.add_argument("--process-seconds", type=float, default=0.0, metavar="S",
                             help="process() takes S seconds and ignores cancellation meanwhile")
+        parser.add_argument("--accept-any-request", action="store_true",
+                            help="answer TRUE to every SetState, also to changes Table 7.2-2 does not allow (and ignore those)")
+        parser.add_argument("--write-twice", action="store_true",
+                            help="write every http: output twice (a second PUT to a write-once URI)")
+        parser.add_argument("--write-after-idle", action="store_true",
+                            help="after a task, once IDLE, write one more object to its last output location")
+        parser.add_argument("--hang-on-host-error", action="store_true",
+                            help="block forever when GetData or GetOutputLocation fails, instead of ending the task")
+        parser.add_argument("--bad-locator", action="store_true",
+                            help="GetData answers each output's locator with a Length one byte too long")
+        parser.add_argument("--strict-flags", action="store_true",
+                            help="refuse launch flags spelled otherwise than --hostURL/--applicationURL (XIP hosts vary the case)")
         parser.add_argument("--ctk", action="store_true",
                             help="talk like a CTK application (CtkHostClient requests, CtkAnswers answers)")
         parser.add_argument("--jaxws", action="store_true",
@@ -187,11 +234,14 @@ class MisbehavingApp(HostedApplication):
     def __init__(self, options: argparse.Namespace):
         self._frozen = threading.Event()
         self._illegal_pending = options.illegal_notify
+        self._completed_once = False
         super().__init__(options)
 
     def connect_host(self) -> HostClient:
-        client_class = CtkHostClient if self.options.ctk else WsdlHostClient if self.options.jaxws else HostClient
-        return client_class(self.options.hostURL, timeout=self.call_timeout)
+        if self.options.ctk or self.options.jaxws:
+            client_class = CtkHostClient if self.options.ctk else WsdlHostClient
+            return client_class(self.options.hostURL, timeout=self.call_timeout)
+        return CarelessHostClient(self.options.hostURL, timeout=self.call_timeout, options=self.options)
 
     def endpoint_app(self):
         app = super().endpoint_app()
@@ -215,10 +265,29 @@ class MisbehavingApp(HostedApplication):
             threading.Event().wait()
         if state is not None and state == self.options.ignore_request:
             return True
+        if state is not None and self.options.accept_any_request and state != self.GetState() \
+                and state not in host_may_request(self.GetState()):
+            return True
         return super().SetState(state)
+
+    def GetData(self, objects: Optional[list[str]] = None, acceptableTransferSyntaxes: Optional[list[str]] = None,
+                includeBulkData: bool = True) -> list[ObjectLocator]:
+        locators = super().GetData(objects, acceptableTransferSyntaxes, includeBulkData)
+        if self.options.bad_locator:
+            for locator in locators:
+                locator.Length += 1
+        return locators
 
     def entered(self, state: State) -> None:
         options = self.options
+        if state == State.IDLE and options.write_after_idle and self._completed_once:
+            location = getattr(self.host, "last_location", None)
+            if location:
+                try:
+                    self.host.write_output(location, "late.txt", b"written after IDLE\n")
+                except Exception as exc:  # a conformant host refuses it
+                    print(f"misbehaving-app: late write refused: {exc}", file=sys.stderr, flush=True)
+        self._completed_once = self._completed_once or state == State.COMPLETED
         if state == options.crash_at:
             print(f"{self.name}: crashing at {state} (--crash-at)", file=sys.stderr, flush=True)
             os._exit(CRASH_STATUS)
@@ -242,6 +311,14 @@ class MisbehavingApp(HostedApplication):
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--strict-flags" in argv:
+        variants = [a for a in argv if a.startswith("--") and a.partition("=")[0].lower() in
+                    {f.lower() for f in STANDARD_FLAGS} and a.partition("=")[0] not in STANDARD_FLAGS]
+        if variants or any(a.partition("=")[0] in STANDARD_FLAGS and "=" in a for a in argv):
+            print(f"misbehaving-app: launch flags must be spelled --hostURL U --applicationURL U (--strict-flags), "
+                  f"got {' '.join(variants) or 'the --flag=value form'}", file=sys.stderr)
+            return 2
     return MisbehavingApp.main(argv)
 
 
