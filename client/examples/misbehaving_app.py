@@ -3,7 +3,7 @@
 Without options it is a conformant application whose task writes one ``text/plain`` output,
 ``summary.txt``: a line ``<descriptor UUID> <MIME type> <bytes> <SHA-256>`` per input it fetched, so a
 test can check that the inputs arrived intact. Each option adds one misbehaviour seen in CTK or XIP
-applications (INTEROP-NOTES) or a failure a host must survive::
+applications or a failure a host must survive::
 
     python -m client.examples.misbehaving_app --hostURL U1 --applicationURL U2 [options]
 
@@ -32,7 +32,7 @@ from hosting_service.wire.faults import SOAP_ENV_NS as SOAP_ENV
 
 CTK_HOST_NAMESPACE = "http://dicom.nema.org/PS3.19/HostInterface"
 """QtSoap puts the method element in ``"http://dicom.nema.org/PS3.19" + <URL path>``; with CTK's usual
-``/HostInterface`` path this is it (INTEROP-NOTES, SPEC-NOTES §10.2)."""
+``/HostInterface`` path this is it (CTK's QtSoap-based DAH library)."""
 QTSOAP_XSI = "http://www.w3.org/1999/XMLSchema-instance"
 QTSOAP_XSD = "http://www.w3.org/1999/XMLSchema"
 CRASH_STATUS = 3

@@ -303,7 +303,7 @@ def _refused(label: str) -> Callable[[ConformanceProbe], None]:
 
 def probe_wsdl(probe: ConformanceProbe) -> None:
     url = probe.options.hostURL
-    rule = "PS3.19 §8 (endpoint in the WSDL), interoperability with JAX-WS applications (SPEC-NOTES §10.1)"
+    rule = "PS3.19 §8 (endpoint in the WSDL), interoperability with JAX-WS applications"
     session = probe.host.session
     try:
         response = session.get(url + "?wsdl", timeout=probe.call_timeout)

@@ -1,4 +1,4 @@
-"""A task's input files and folders as the AvailableData the host offers (PS3.19 §9.2, SPEC-NOTES §7.2).
+"""A task's input files and folders as the AvailableData the host offers (PS3.19 §9.2).
 
 DICOM objects go into the Patient / Study / Series tree (patients keyed by Patient ID and Issuer of
 Patient ID, studies by Study Instance UID, series by Series Instance UID), each with an

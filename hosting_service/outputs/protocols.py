@@ -2,7 +2,7 @@
 
 The application lists, in order of preference, the protocols it can write with; the standard spells
 them ``"http:"`` and ``"file:"`` and real applications send ``"file:"``, ``"FILE"``, ``"http"`` ...
-(SPEC-NOTES §3.2). The host "selects the most appropriate protocol, potentially taking into account
+(PS3.19 §8.2.3). The host "selects the most appropriate protocol, potentially taking into account
 system or security considerations as well as the order of preference": here the deployment's
 ``output_protocols`` setting is that consideration (``http`` only when applications run in other
 containers or on other machines, ``file`` only when they share the host's filesystem).
