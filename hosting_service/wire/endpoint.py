@@ -44,6 +44,9 @@ _BODY = f"{{{SOAP_ENV_NS}}}Body"
 
 ENDPOINT_URL_KEY = "dicom_host.endpoint_url"
 """WSGI environ key of the endpoint's public URL, the ``soap:address`` of the served WSDL."""
+REQUEST_OBSERVER_KEY = "dicom_host.request_observer"
+"""WSGI environ key of an optional callable that sees each understood request envelope as the peer sent it
+(the host uses it to recognise CTK applications: :mod:`hosting_service.peers`)."""
 
 
 class SoapEndpoint:
@@ -96,6 +99,9 @@ class SoapEndpoint:
             root = parse(read_body(environ, self.settings.soap_max_body_bytes), self.settings.soap_max_depth)
             operation, envelope = self._normalizer.normalize(root)
             name = operation.name
+            observe = environ.get(REQUEST_OBSERVER_KEY)
+            if observe is not None:
+                observe(root)
             body = self._invoke(environ, operation, envelope[0][0])
         except (ClientError, PreconditionViolation) as exc:
             logger.info("%s %s: Client fault: %s", self._normalizer.service_name, name, exc)
