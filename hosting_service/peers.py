@@ -54,7 +54,7 @@ def ctk_marks(envelope: etree._Element, host_url: str) -> list[str]:
         service = path.rstrip("/").rpartition("/")[2]
         built = PS319_NAMESPACE_PREFIX + path
         if namespace == built and built != f"{PS319_NAMESPACE_PREFIX}/{service}":
-            marks.append(f"operation namespace {PS319_NAMESPACE_PREFIX}<hostURL path> ({namespace})")
+            marks.append(f"the operation element in the namespace {PS319_NAMESPACE_PREFIX} + the hostURL's path")
     return marks
 
 

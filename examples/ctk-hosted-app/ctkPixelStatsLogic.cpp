@@ -84,14 +84,14 @@ void ctkPixelStatsLogic::process()
     const QString path = localPath(locator.URI);
     if (path.isEmpty() || locator.offset != 0)
     {
-      report(ctkDicomAppHosting::WARNING, "URI", "cannot read " + locator.URI);
+      report(ctkDicomAppHosting::WARNING, "1", "cannot read " + locator.URI);
       continue;
     }
     DcmFileFormat file;
     OFString sopInstanceUid;
     if (file.loadFile(QFile::encodeName(path).constData()).bad())
     {
-      report(ctkDicomAppHosting::WARNING, "READ", "not a DICOM file: " + path);
+      report(ctkDicomAppHosting::WARNING, "2", "not a DICOM file: " + path);
       continue;
     }
     file.getDataset()->findAndGetOFString(DCM_SOPInstanceUID, sopInstanceUid);
@@ -99,7 +99,7 @@ void ctkPixelStatsLogic::process()
     double minimum = 0, maximum = 0;
     if (image.getStatus() != EIS_Normal || !image.getMinMaxValues(minimum, maximum))
     {
-      report(ctkDicomAppHosting::WARNING, "PIXELS", "no pixel data in " + path);
+      report(ctkDicomAppHosting::WARNING, "3", "no pixel data in " + path);
       continue;
     }
     table += QString("%1,%2,%3,%4,%5\n")
@@ -115,7 +115,7 @@ void ctkPixelStatsLogic::process()
   QFile output(QDir(folder).filePath("pixel-stats.csv"));
   if (rows == 0 || folder.isEmpty() || !output.open(QIODevice::WriteOnly | QIODevice::Truncate))
   {
-    report(ctkDicomAppHosting::FATALERROR, "NOOUTPUT",
+    report(ctkDicomAppHosting::FATALERROR, "4",
            QString("read %1 of %2 inputs; output folder '%3'").arg(rows).arg(locators.count()).arg(folder));
     setInternalState(ctkDicomAppHosting::CANCELED);
     host->notifyStateChanged(ctkDicomAppHosting::CANCELED);
@@ -133,7 +133,7 @@ void ctkPixelStatsLogic::process()
   {
     qCritical() << "the host did not accept the result";
   }
-  report(ctkDicomAppHosting::INFORMATION, "DONE", QString("pixel statistics of %1 objects").arg(rows));
+  report(ctkDicomAppHosting::INFORMATION, "0", QString("pixel statistics of %1 objects").arg(rows));
   setInternalState(ctkDicomAppHosting::COMPLETED);
   host->notifyStateChanged(ctkDicomAppHosting::COMPLETED);
 }

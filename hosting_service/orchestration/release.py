@@ -40,9 +40,9 @@ def release_outputs(app: "ApplicationClient", admin: "AdminClient", instance_id:
     if evidence is not None:
         admin.add_event(instance_id, "warning", {
             "operation": "ReleaseData",
-            "message": f"ReleaseData not sent for {len(locator_ids)} outputs: the application is a CTK application "
-                       f"({'; '.join(evidence)}), and CTK applications abort on ReleaseData (std::bad_cast, "
-                       "the connection closed without an answer); its outputs had been read already",
+            "message": f"ReleaseData not sent: the application is a CTK application ({'; '.join(evidence)}), "
+                       "and every CTK application aborts on ReleaseData (std::bad_cast; the connection closes "
+                       f"without an answer). Its outputs had been read already ({len(locator_ids)} locators).",
         })
         return SKIPPED
     try:
