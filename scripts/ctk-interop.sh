@@ -127,3 +127,88 @@ if [[ $build -eq 1 ]]; then
     log "build done"
 fi
 [[ $run -eq 1 ]] || exit 0
+
+# --- run ------------------------------------------------------------------------------------------------
+
+if [[ -z $dicom_host ]]; then
+    if [[ -x $repo/.venv/bin/dicom-host ]]; then dicom_host=$repo/.venv/bin/dicom-host
+    else dicom_host=$(command -v dicom-host) || { echo "dicom-host not found: pip install -e . first" >&2; exit 2; }
+    fi
+fi
+python=$(dirname "$dicom_host")/python
+[[ -x $python ]] || python=python3
+launcher=$ctk_build/bin/ctkExampleHostedApp
+[[ -x $launcher ]] || { echo "no $launcher: build first (without --run-only)" >&2; exit 1; }
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# A private X display: CTK's launcher is a QApplication, even for a plug-in without a window.
+display=
+for n in $(seq 90 199); do
+    [[ -e /tmp/.X$n-lock || -e /tmp/.X11-unix/X$n ]] && continue
+    Xvfb ":$n" -screen 0 1280x1024x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 50); do [[ -e /tmp/.X11-unix/X$n ]] && break; sleep 0.1; done
+    [[ -e /tmp/.X11-unix/X$n ]] && { display=:$n; break; }
+done
+[[ -n $display ]] || { echo "could not start Xvfb (see $work/xvfb.log)" >&2; exit 1; }
+export DISPLAY=$display
+log "Xvfb on $DISPLAY"
+
+samples=$work/samples
+[[ -d $samples ]] || "$python" -m hosting_service.dicom.samples "$samples" --slices 8 >&2
+
+# One run of `dicom-host run`: NAME, the expected exit status, then the dicom-host run options. The SOAP
+# traffic is captured on the loopback interface with tcpdump (when it can capture) and decoded, keeping only
+# the connections of this run's server and application, into runs/NAME/wire.txt; the capture is deleted.
+failures=0
+run_app() {
+    local name=$1 expected=$2
+    shift 2
+    local dir=$work/runs/$name capture=
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if command -v tcpdump >/dev/null; then
+        tcpdump -i lo -U -s 0 -w "$dir/capture.pcap" tcp >"$dir/tcpdump.log" 2>&1 &
+        capture=$!
+        pids+=("$capture")
+        sleep 1
+        kill -0 "$capture" 2>/dev/null || { capture=; log "tcpdump cannot capture here (see $dir/tcpdump.log): no wire transcript"; }
+    else
+        log "no tcpdump: no wire transcript"
+    fi
+    log "$name: dicom-host run $*"
+    local status=0
+    (cd "$dir" && "$dicom_host" run --input "$samples" --output "$dir/output" "$@") >"$dir/run.log" 2>&1 || status=$?
+    if [[ -n $capture ]]; then
+        sleep 0.5
+        kill "$capture" 2>/dev/null || true
+        wait "$capture" 2>/dev/null || true
+        local ports
+        ports=$("$python" - "$dir/output/manifest.json" <<'PY'
+import json, sys
+from urllib.parse import urlsplit
+argv = json.load(open(sys.argv[1]))["app"]["argv"]
+print(*(urlsplit(argv[argv.index(option) + 1]).port for option in ("--hostURL", "--applicationURL")))
+PY
+        ) && "$python" "$repo/scripts/soap_transcript.py" "$dir/capture.pcap" $ports >"$dir/wire.txt"
+        rm -f "$dir/capture.pcap"
+    fi
+    log "$name: exit status $status (expected $expected); $(tail -n 1 "$dir/run.log")"
+    [[ -f $dir/wire.txt ]] && log "$name: $(grep -c '^=====' "$dir/wire.txt") HTTP messages in $dir/wire.txt"
+    [[ $status -eq $expected ]] || failures=$((failures + 1))
+}
+
+# a. The example of this repository: reads its inputs, writes and announces a result, COMPLETED.
+if [[ -f $ctk_build/bin/liborg_commontk_dah_pixelstats.so ]]; then
+    run_app pixelstats 0 --app "$launcher --plugin org_commontk_dah_pixelstats" \
+        --startup-timeout 60 --task-timeout 120
+fi
+# b. CTK's own example application waits for clicks and never reports COMPLETED: the host times the task
+#    out (exit status 5), cancels it, and the application goes CANCELED -> IDLE -> EXIT.
+run_app ctkExampleHostedApp 5 --app "$launcher" --startup-timeout 60 --task-timeout 15
+
+log "runs in $work/runs ($failures unexpected)"
+[[ $failures -eq 0 ]]
