@@ -352,3 +352,28 @@ def test_a_whole_task_with_a_ctk_application(tmp_path, ct_series):
     inputs = sorted(p for p in ct_series.rglob("*") if p.is_file())
     assert len(digests) == 1 + len(inputs)
     assert any(w["operation"] == "ReleaseData" and "CTK" in w["message"] for w in manifest["warnings"])
+
+
+DIES_ON_RELEASE_DATA = """
+import os, sys
+from client.examples.misbehaving_app import MisbehavingApp
+
+class DiesOnReleaseData(MisbehavingApp):
+    def ReleaseData(self, objects=None):
+        os.abort()  # as CTK's applications do, without looking like CTK on the wire
+
+sys.exit(DiesOnReleaseData.main())
+"""
+
+
+def test_an_application_that_dies_after_its_outputs_were_read_completes_its_task(tmp_path, ct_series):
+    """Needs the task driver to release outputs through :func:`release_outputs` (the hook)."""
+    app = tmp_path / "dies.py"
+    app.write_text(DIES_ON_RELEASE_DATA)
+    run = run_job(tmp_path / "out", "--app", f"{PYTHON} {app}", "--input", str(ct_series))
+    assert run.returncode == 0, run.describe()
+    manifest = run.manifest
+    assert manifest["outcome"]["result"] == "completed" and manifest["outputs"]
+    assert manifest["app"]["exit"] == "killed by SIGABRT"
+    assert any(w["operation"] == "ReleaseData" and w["message"].startswith("ReleaseData failed after the outputs")
+               for w in manifest["warnings"])
