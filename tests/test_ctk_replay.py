@@ -179,6 +179,34 @@ def test_ctks_recorded_answers_are_read(raw_peers, operation, call, expected):
     assert call(ApplicationClient(peer.url, timeout=5)) == expected
 
 
+@pytest.mark.parametrize("operation, result, call, expected", [
+    ("GetAsModels",
+     w.struct("GetAsModelsResult", w.array("FailedSourceObjects", [[w.value("Uuid", "u-1")]]),
+              w.struct("InfosetType", w.value("Type", "text/xml")),
+              w.array("Models", [[w.value("Uuid", "m-1")], [w.value("Uuid", "m-2")]])),
+     lambda app: app.get_as_models(["u-1", "u-2"], "1.2.840.10008.7.1.1"),
+     model.ModelSetDescriptor(FailedSourceObjects=["u-1"], InfosetType="text/xml", Models=["m-1", "m-2"])),
+    ("QueryModel",
+     w.array("QueryModelResult", [[w.struct("Model", w.value("Uuid", "m-1")),
+                                   w.array("Result", [[w.value("NodeType", "Element"), w.value("Value", "<a/>")]]),
+                                   w.value("XPath", "/a")]]),
+     lambda app: app.query_model(["m-1"], ["/a"]),
+     [model.QueryResult(Model="m-1", Result=[model.XPathNode(NodeType="Element", Value="<a/>")], XPath="/a")]),
+    ("QueryInfoSet",
+     w.array("QueryInfoSetResult", [[w.struct("Model", w.value("Uuid", "m-1")),
+                                     w.array("Result", [[w.value("InfoSetValue", "aGk=", "base64Binary"),
+                                                         w.value("NodeType", "Text")]]),
+                                     w.value("XPath", "/a/text()")]]),
+     lambda app: app.query_info_set(["m-1"], ["/a/text()"]),
+     [model.QueryResultInfoSet(Model="m-1", Result=[model.XPathNodeInfoSet(InfoSetValue=b"hi", NodeType="Text")],
+                               XPath="/a/text()")]),
+])
+def test_soap_encoded_arrays_in_every_array_valued_answer(raw_peers, operation, result, call, expected):
+    """CTK never implemented the model calls; these answers are what QtSoap writes for such arrays."""
+    peer = raw_peers({operation: w.http_answer(w.answer(operation, result))})
+    assert call(ApplicationClient(peer.url, timeout=5)) == expected
+
+
 def test_ctks_empty_body_answers_void_calls(raw_peers):
     """What CTK answers when its processor sets no reply (its host, for NotifyStateChanged): an Envelope
     with an empty Body, bare ``\\n`` line ends."""
