@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import requests
-from requests.adapters import HTTPAdapter
 import zeep
 import zeep.exceptions
 from lxml import etree
+from requests.adapters import HTTPAdapter
 from zeep.plugins import Plugin
 from zeep.transports import Transport
 from zeep.wsdl import Document
