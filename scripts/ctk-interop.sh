@@ -10,7 +10,8 @@
 #   1. QtSOAP as a shared library (Qt 5);
 #   2. CTK with CTK_SUPERBUILD=OFF and only the DAH parts: PluginFramework, Widgets, DICOM Core and Widgets,
 #      the org.commontk.dah.* plug-ins and ctkExampleHostedApp;
-#   3. the example hosted application of this repository (examples/ctk-hosted-app/), a CTK plug-in.
+#   3. the example hosted application of this repository (examples/ctk-hosted-app/): a CTK plug-in and its
+#      launcher.
 # Then (unless --build-only) it runs, each on a private Xvfb display, under `dicom-host run`:
 #   a. examples/ctk-hosted-app on a generated CT series: it must end COMPLETED with its result collected;
 #   b. the unmodified ctkExampleHostedApp (it never reports COMPLETED: the host times it out and cancels it).
@@ -202,9 +203,11 @@ PY
 }
 
 # a. The example of this repository: reads its inputs, writes and announces a result, COMPLETED.
-if [[ -f $ctk_build/bin/liborg_commontk_dah_pixelstats.so ]]; then
-    run_app pixelstats 0 --app "$launcher --plugin org_commontk_dah_pixelstats" \
-        --startup-timeout 60 --task-timeout 120
+if [[ -x $example_build/bin/ctkPixelStatsApp ]]; then
+    run_app pixelstats 0 --app "$example_build/bin/ctkPixelStatsApp" --startup-timeout 60 --task-timeout 120
+else
+    log "no $example_build/bin/ctkPixelStatsApp: the example is not run"
+    failures=$((failures + 1))
 fi
 # b. CTK's own example application waits for clicks and never reports COMPLETED: the host times the task
 #    out (exit status 5), cancels it, and the application goes CANCELED -> IDLE -> EXIT.

@@ -41,7 +41,10 @@ ctkPixelStatsLogic::ctkPixelStatsLogic(ctkPluginContext* context)
   connect(this, SIGNAL(cancelProgress()), this, SLOT(onCancelProgress()), Qt::QueuedConnection);
   connect(this, SIGNAL(exitHostedApp()), this, SLOT(onExitHostedApp()), Qt::QueuedConnection);
   connect(this, SIGNAL(dataAvailable()), this, SLOT(onDataAvailable()), Qt::QueuedConnection);
+}
 
+void ctkPixelStatsLogic::announceReady()
+{
   getHostInterface()->notifyStateChanged(ctkDicomAppHosting::IDLE);
 }
 

@@ -16,6 +16,11 @@ class ctkPixelStatsLogic : public ctkDicomAbstractApp
 public:
   explicit ctkPixelStatsLogic(ctkPluginContext* context);
 
+  /// Reports IDLE: only once registered as the ctkDicomAppInterface service, since CTK's application server
+  /// answers SetState only from then on (CTK's example reports IDLE in its constructor, before that, and a
+  /// host that asks for INPROGRESS at once gets no answer at all).
+  void announceReady();
+
   // ctkDicomAppInterface
   bool bringToFront(const QRect& requestedScreenArea) override;
 

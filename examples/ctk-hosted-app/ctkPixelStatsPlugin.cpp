@@ -21,6 +21,7 @@ void ctkPixelStatsPlugin::start(ctkPluginContext* context)
   delete this->Logic;
   this->Logic = new ctkPixelStatsLogic(context);
   context->registerService<ctkDicomAppInterface>(this->Logic);
+  this->Logic->announceReady();
 }
 
 void ctkPixelStatsPlugin::stop(ctkPluginContext* context)
