@@ -6,7 +6,7 @@ hosted-app library (``ctkDicomAbstractApp``, QtSoap, ``ctkSoapConnectionRunnable
 Like ``examples/ctk-hosted-app`` (a real CTK plug-in), it reads its inputs through GetData, writes a result
 (one CSV line per input: UUID, size, SHA-256) to its output location, announces it with CTK's helpers'
 descriptor (a top-level text/plain object whose ClassUID, TransferSyntaxUID and Modality are empty, its
-UUID in braces, its URI ``"file:///" + absolute path``), reports an INFORMATION status (as CTK's integer)
+URI ``"file:///" + absolute path``), reports an INFORMATION status (as CTK's integer)
 and COMPLETED. Its messages come from :mod:`ctk_wire`, which reproduces the recorded CTK messages.
 
 Its server behaves as CTK's: answers with bare ``\\n`` line ends and no Date or Connection header; a
@@ -171,7 +171,7 @@ class CtkApp:
         folder.mkdir(parents=True, exist_ok=True)
         result = folder / "ctk-digests.csv"
         result.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        descriptor = "{" + str(uuid.uuid4()) + "}"  # QUuid::toString()
+        descriptor = str(uuid.uuid4())
         self.locators[descriptor] = {"Length": result.stat().st_size, "Offset": 0, "TransferSyntax": "",
                                      "URI": "file:///" + str(result.absolute()), "Locator": descriptor,
                                      "Source": descriptor}

@@ -168,6 +168,45 @@ def test_ctk_item_arrays_of_several_locators(raw_peers):
         model.ObjectLocator(**locator) for locator in locators]
 
 
+def canonical(xml: bytes) -> bytes:
+    return etree.tostring(etree.fromstring(xml), method="c14n")
+
+
+REAL_GET_DATA_ANSWER = (w.DATA / "app-get-data-answer.http").read_bytes()
+REAL_NOTIFY_DATA_AVAILABLE = (w.DATA / "app-notify-data-available.xml").read_bytes()
+
+
+def test_ctks_real_get_data_answer_of_an_output_is_read(raw_peers):
+    head, _, body = REAL_GET_DATA_ANSWER.partition(b"\n\n")
+    assert head.endswith(b"Content-Length: " + str(len(body)).encode()) and b"\r" not in head
+    peer = raw_peers({"GetData": REAL_GET_DATA_ANSWER})
+    [locator] = ApplicationClient(peer.url, timeout=5).get_data(["ca2ec2e2-eef1-4815-aae2-a40841885743"])
+    assert (locator.Length, locator.Offset, locator.TransferSyntax) == (528, 0, None)
+    assert locator.URI.startswith("file:////tmp/") and locator.URI.endswith("/pixel-stats.csv")
+    assert locator.Locator == locator.Source == "ca2ec2e2-eef1-4815-aae2-a40841885743"
+
+
+def test_the_writer_writes_what_a_later_ctk_process_wrote_attribute_order_aside():
+    body = REAL_GET_DATA_ANSWER.partition(b"\n\n")[2]
+    root = etree.fromstring(body)
+    locator = {name: root.findtext(f".//{{*}}{name}") or "" for name in ("Length", "Offset", "URI")}
+    uuid = root.findtext(".//{*}Locator/{*}Uuid")
+    written = w.get_data_answer([{**locator, "TransferSyntax": "", "Locator": uuid, "Source": uuid}])
+    assert canonical(written) == canonical(body) and written.count(b"\n") == body.count(b"\n")
+    namespace = etree.QName(etree.fromstring(REAL_NOTIFY_DATA_AVAILABLE).find(".//{*}NotifyDataAvailable")).namespace
+    written = w.request("NotifyDataAvailable", namespace, w.struct(
+        "data",
+        w.array("ObjectDescriptors", [[
+            w.struct("DescriptorUuid", w.value("Uuid", uuid)), w.struct("MimeType", w.value("Type", "text/plain")),
+            w.struct("ClassUID", w.value("Uid", "")), w.struct("TransferSyntaxUID", w.value("Uid", "")),
+            w.struct("Modality", w.value("Modality", "")),
+        ]]),
+        w.array("Patients", []),
+    ), w.value("lastData", "true", "boolean"))
+    assert canonical(written) == canonical(REAL_NOTIFY_DATA_AVAILABLE)
+    assert written.count(b"\n") == REAL_NOTIFY_DATA_AVAILABLE.count(b"\n")
+
+
 @pytest.mark.parametrize("operation, call, expected", [
     ("GetState", lambda app: app.get_state(), State.IDLE),
     ("SetState", lambda app: app.set_state(State.INPROGRESS), True),
@@ -295,6 +334,23 @@ def test_the_host_records_a_ctk_application_once(host_server):
     assert len(events) == 1 and ctk_evidence(events) is not None
     assert ctk["hostURL"].rpartition("/")[0].rpartition("/")[2] not in json.dumps(events)  # no token in it
     assert peer_events(host_server, standard) == []
+
+
+def test_empty_uids_of_a_ctk_output_announcement_are_stored_as_absent(host_server):
+    """CTK's exact NotifyDataAvailable for a non-DICOM output, replayed to a new instance."""
+    instance = host_server.create_instance()
+    for state in ("IDLE", "INPROGRESS"):
+        send_as_ctk(instance["hostURL"], "NotifyStateChanged", w.value("state", state))
+    recorded_namespace = etree.QName(etree.fromstring(REAL_NOTIFY_DATA_AVAILABLE).find(".//{*}NotifyDataAvailable")).namespace
+    new = urlsplit(instance["hostURL"])
+    body = REAL_NOTIFY_DATA_AVAILABLE.replace(recorded_namespace.encode(), f"http://dicom.nema.org/PS3.19{new.path}".encode())
+    with socket.create_connection((new.hostname, new.port), timeout=10) as connection:
+        connection.sendall(w.http_request(new.netloc, new.path, "NotifyDataAvailable", body))
+        assert b" 200 " in connection.makefile("rb").readline()
+    [announcement], _ = host_server.admin.announced_outputs(instance["id"])
+    [descriptor] = announcement.ObjectDescriptors
+    assert (descriptor.ClassUID, descriptor.TransferSyntaxUID, descriptor.Modality) == (None, None, None)
+    assert descriptor.MimeType == "text/plain"
 
 
 def test_an_empty_transfer_syntax_uid_from_ctk_is_stored_as_absent(host_server):
