@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 from lxml import etree
 
 from hosting_service.store import Instance, SQLiteStore
+from hosting_service.wire.faults import SOAP_ENV_NS
 
-SOAP_ENV_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP_ENCODING = "http://schemas.xmlsoap.org/soap/encoding/"
 PS319_NAMESPACE_PREFIX = "http://dicom.nema.org/PS3.19"
 PEER_EVENT = "peer"
@@ -37,7 +37,7 @@ CTK = "CTK"
 
 _ENCODING_STYLE = f"{{{SOAP_ENV_NS}}}encodingStyle"
 _REMEMBERED = 1024
-"""Instances a worker remembers having recorded (most recent first), so that a CTK application's later
+"""How many instances a worker remembers having recorded (the latest), so that a CTK application's later
 requests cost no store read."""
 
 
