@@ -110,7 +110,7 @@ build_ctk() {
         -DCTK_APP_ctkExampleHostedApp=ON \
         -DQtSOAP_DIR="$qtsoap_build" \
         -DDCMTK_DIR="$dcmtk_dir" >/dev/null
-    log "CTK: build (nice -n 19, -j$jobs); about 20 to 25 minutes on 2 cores"
+    log "CTK: build (nice -n 19, -j$jobs); 15 to 25 minutes on 2 cores"
     "${make_[@]}" -C "$ctk_build"
 }
 
