@@ -9,7 +9,7 @@ Arguments and results are :mod:`hosting_service.model` values; :mod:`hosting_ser
 them into what zeep wants and back, driven by the operation descriptions of
 :mod:`hosting_service.wire.types` (the same XSD the servers use).
 
-Real peers answer sloppily (INTEROP-NOTES, CTK): an empty SOAP Body for void operations, SOAP-encoded
+Real peers answer sloppily (CTK above all): an empty SOAP Body for void operations, SOAP-encoded
 arrays of ``<item>`` elements, response elements unqualified, in the other service's namespace or under a
 non-standard name. The :class:`TolerantResponses` plugin rewrites such answers into the standard shape
 before zeep reads them (strictly: see :data:`ZEEP_SETTINGS`), with the rules the host applies to requests

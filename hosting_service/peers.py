@@ -1,6 +1,6 @@
 """Which code base an application is built on, told from its own requests, and kept in the store.
 
-Only two PS3.19 code bases exist (INTEROP-NOTES): CTK and XIP. CTK's applications need the host to act
+Two PS3.19 code bases exist, CTK and XIP. CTK's applications need the host to act
 differently in one place: every CTK application aborts on ReleaseData (a ``dynamic_cast`` to QtSoapArray
 on a struct: ``std::bad_cast``, SIGABRT, the connection closed with no answer), so the host must not send it
 (:mod:`hosting_service.orchestration.release`). A CTK application is recognised by two marks its SOAP
