@@ -9,10 +9,11 @@ Arguments and results are :mod:`hosting_service.model` values; :mod:`hosting_ser
 them into what zeep wants and back, driven by the operation descriptions of
 :mod:`hosting_service.wire.types` (the same XSD the servers use).
 
-Real peers answer sloppily (CTK above all): an empty SOAP Body for void operations, response
-elements unqualified, in the other service's namespace or under a non-standard name. The
-:class:`TolerantResponses` plugin rewrites such answers into the standard shape before zeep reads them
-(strictly: see :data:`ZEEP_SETTINGS`).
+Real peers answer sloppily (CTK above all): an empty SOAP Body for void operations, SOAP-encoded
+arrays of ``<item>`` elements, response elements unqualified, in the other service's namespace or under a
+non-standard name. The :class:`TolerantResponses` plugin rewrites such answers into the standard shape
+before zeep reads them (strictly: see :data:`ZEEP_SETTINGS`), with the rules the host applies to requests
+(:mod:`hosting_service.wire.normalize`): one tolerant reader for both directions.
 Every failure (connection, timeout, HTTP error, SOAP fault, unreadable answer) becomes one exception type
 per client, naming the operation and the reason.
 """
@@ -26,18 +27,20 @@ import requests
 import zeep
 import zeep.exceptions
 from lxml import etree
+from requests.adapters import HTTPAdapter
 from zeep.plugins import Plugin
 from zeep.transports import Transport
 from zeep.wsdl import Document
 
+from hosting_service.config import Settings
+from hosting_service.errors import ClientError
 from hosting_service.wire.convert import args_to_wire, from_wire
 from hosting_service.wire.faults import SOAP_ENV_NS as SOAP_ENV
+from hosting_service.wire.normalize import RequestNormalizer
 from hosting_service.wire.types import WireTypes, array_item
 
-XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-PS319_NAMESPACE_PREFIX = "http://dicom.nema.org/PS3.19"
-"""Every namespace a PS3.19 peer uses for its own elements starts with this (the two service namespaces,
-and CTK's ``http://dicom.nema.org/PS3.19/HostInterface`` style derived from the URL path)."""
+ANSWER_MAX_ITEMS = Settings().soap_max_items
+"""Most items read in any one array of an answer: the bound the host's configuration puts on requests."""
 
 ZEEP_SETTINGS = zeep.Settings(
     strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
@@ -59,6 +62,24 @@ class SoapCallError(Exception):
         self.reason = reason
 
 
+def one_connection_session() -> requests.Session:
+    """A session that holds at most one connection at a time to any peer: a second call made while one
+    is in flight waits for it (each is bounded by the client's timeout) instead of opening another.
+
+    Small PS3.19 servers cannot take more. CTK's (ctkSoapConnectionRunnable) gives every kept-alive
+    connection a thread of a pool as large as the machine has cores, so a client holding more connections
+    than that stalls it. Not retried: a repeated SetState or NotifyDataAvailable is not harmless.
+    """
+    session = requests.Session()
+    # PS3.19 peers talk directly (the standard's endpoints are local); not consulting proxy variables and
+    # .netrc also saves about a millisecond per call that requests spends scanning os.environ.
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, pool_block=True, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
 @functools.lru_cache(maxsize=None)
 def _document(wsdl_path: str) -> Document:
     return Document(wsdl_path, Transport(), settings=ZEEP_SETTINGS)  # type: ignore[arg-type]  # zeep's hint is wrong
@@ -68,20 +89,30 @@ class NotSoapEnvelope(zeep.exceptions.Error):
     """The peer answered XML that is not a SOAP 1.1 envelope (an error page, say)."""
 
 
+class UnreadableAnswer(zeep.exceptions.Error):
+    """The answer's result is not a value of the operation's result type, in any shape peers use."""
+
+
 class TolerantResponses(Plugin):
     """Rewrite a peer's response into the standard's shape before zeep reads it.
 
-    * an empty Body (CTK's answer to void operations) gets the empty ``<Op>Response`` it should have had;
-    * the Body's first element is renamed ``{tns}<Op>Response`` (CTK answers ``GenerateUID`` with
-      ``<GenerateUID><uid>``);
-    * of the response element's children only the result element is kept, and a single child of
-      another name is taken for it;
-    * descendants that are unqualified or in another PS3.19 namespace move to the service namespace, and
-      ``xsi:type`` attributes (QtSoap adds them everywhere; the standard's types have no subtypes) are
-      dropped.
+    * a void operation's answer becomes the empty ``<Op>Response`` whatever the Body held (CTK sends an
+      empty Body);
+    * the result element is the Body's first element's child named like the result (in any case and
+      namespace), or its only child (CTK answers ``GenerateUID`` with ``<GenerateUID><uid>``); other
+      children are skipped;
+    * the result is rebuilt in the standard's shape by the host's own request normaliser
+      (:meth:`hosting_service.wire.normalize.RequestNormalizer.normalize_result`): SOAP-encoded arrays
+      (CTK's ``<GetDataResult xsi:type="xsd:Array" SOAP-ENC:arrayType="..."><item>...``), unqualified or
+      misnamespaced names, ``xsi:type`` attributes, CTK's integer StatusType and empty values. What it
+      cannot read is :class:`UnreadableAnswer`, naming the element.
 
     Faults are left alone; anything that is not a SOAP envelope is refused with :class:`NotSoapEnvelope`.
     """
+
+    def __init__(self, types: WireTypes):
+        self.types = types
+        self.normalizer = RequestNormalizer(types, ANSWER_MAX_ITEMS)
 
     def ingress(self, envelope, http_headers, operation):
         body = envelope.find(f"{{{SOAP_ENV}}}Body")
@@ -90,36 +121,31 @@ class TolerantResponses(Plugin):
             raise NotSoapEnvelope(f"the answer is not a SOAP 1.1 envelope: {_excerpt(text.encode())}")
         if body.find(f"{{{SOAP_ENV}}}Fault") is not None or operation.output is None:
             return envelope, http_headers
-        expected = operation.output.body.qname
-        namespace = expected.namespace
-        wrapper = next(body.iterchildren(etree.Element), None)
-        if wrapper is None:
-            wrapper = etree.SubElement(body, expected)
-        wrapper.tag = expected.text
-        self._keep_result(wrapper, [element.qname for _, element in operation.output.body.type.elements])
-        for element in wrapper.iterdescendants(etree.Element):
-            name = etree.QName(element)
-            if name.namespace is None or (
-                name.namespace != namespace and name.namespace.startswith(PS319_NAMESPACE_PREFIX)
-            ):
-                element.tag = f"{{{namespace}}}{name.localname}"
-            element.attrib.pop(XSI_TYPE, None)
+        description = self.types.operations[operation.name]
+        response = next(body.iterchildren(etree.Element), None)
+        result = None if response is None or description.result is None else _result_element(
+            response, description.result.name)
+        try:
+            canonical = (etree.Element(f"{{{self.types.namespace}}}{description.name}Response") if result is None
+                         else self.normalizer.normalize_result(description, result))
+        except ClientError as exc:
+            raise UnreadableAnswer(str(exc)) from None
+        for child in list(body):
+            body.remove(child)
+        body.append(canonical)
         return envelope, http_headers
 
-    @staticmethod
-    def _keep_result(wrapper, results: list[etree.QName]) -> None:
-        children = list(wrapper.iterchildren(etree.Element))
-        if len(results) == 1:
-            name = results[0].localname
-            matching = [child for child in children if etree.QName(child).localname == name]
-            if not matching and len(children) == 1:
-                children[0].tag, matching = name, children
-            children = [child for child in children if child not in matching[:1]]
-        for child in children:
-            wrapper.remove(child)
+
+def _result_element(response: etree._Element, name: str) -> Optional[etree._Element]:
+    children = list(response.iterchildren(etree.Element))
+    key = name.lower()
+    named = next((c for c in children if etree.QName(c).localname.lower() == key), None)
+    return named if named is not None or len(children) != 1 else children[0]
 
 
-_TOLERANT = TolerantResponses()
+@functools.lru_cache(maxsize=None)
+def _tolerant(types: WireTypes) -> TolerantResponses:
+    return TolerantResponses(types)
 
 
 class SoapClient:
@@ -135,13 +161,10 @@ class SoapClient:
         fault never answers at all."""
         self.url = url
         self.timeout = timeout
-        self.session = requests.Session()
-        # PS3.19 peers talk directly (the standard's endpoints are local); not consulting proxy variables
-        # and .netrc also saves about a millisecond per call that requests spends scanning os.environ.
-        self.session.trust_env = False
+        self.session = one_connection_session()
         transport = Transport(operation_timeout=(timeout, timeout), session=self.session)
         self._client = zeep.Client(
-            _document(str(self.wsdl_path)), settings=ZEEP_SETTINGS, transport=transport, plugins=[_TOLERANT]
+            _document(str(self.wsdl_path)), settings=ZEEP_SETTINGS, transport=transport, plugins=[_tolerant(self.wire_types)]
         )
         self._service = self._client.create_service(self.binding, url)
 

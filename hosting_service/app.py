@@ -14,6 +14,7 @@ nothing; the answer is the same for every such path, so it tells a guesser nothi
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -28,10 +29,11 @@ from hosting_service.models.registry import ModelRegistry
 from hosting_service.operations import HostOperations
 from hosting_service.outputs.locations import OutputLocations
 from hosting_service.outputs.upload import UploadApp
+from hosting_service.peers import PeerRecorder
 from hosting_service.store import UnknownInstance, open_store
 from hosting_service.wire import faults
 from hosting_service.wire.documents import XML_CONTENT_TYPE
-from hosting_service.wire.endpoint import SoapEndpoint
+from hosting_service.wire.endpoint import REQUEST_OBSERVER_KEY, SoapEndpoint
 from hosting_service.wire.services import HostService
 
 log = logging.getLogger("dicom_host.app")
@@ -55,6 +57,7 @@ class HostingApp:
         self.schema_names = frozenset(self.endpoint.documents.schema_names)
         self.uploads = UploadApp(settings, self.outputs.writes)
         self.admin = AdminApi(self.store, settings, self.outputs)
+        self.peers = PeerRecorder(self.store)
 
     def __call__(self, environ, start_response):
         try:
@@ -105,6 +108,7 @@ class HostingApp:
         environ["dicom_host.endpoint_url"] = instance.host_url
         environ["dicom_host.operations"] = HostOperations(self.store, self.settings, self.outputs, instance)
         environ["dicom_host.instance_id"] = instance.id
+        environ[REQUEST_OBSERVER_KEY] = functools.partial(self.peers.observe, instance)
         return self.endpoint(environ, start_response)
 
 

@@ -17,7 +17,6 @@ held whole, and land under their final name only once complete.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import uuid
@@ -32,7 +31,8 @@ from hosting_service.model import ObjectLocator, iter_descriptors
 from hosting_service.orchestration.conversation import Application
 from hosting_service.orchestration.manifest import REFUSED, output_entry
 from hosting_service.orchestration.naming import object_name, read_sop_instance_uid, unique_name
-from hosting_service.orchestration.outcome import AppEnded, JobFailure, Result
+from hosting_service.orchestration.outcome import JobFailure, Result
+from hosting_service.orchestration.release import release_outputs
 from hosting_service.orchestration.tasks import Entry, Task
 
 if TYPE_CHECKING:
@@ -202,11 +202,11 @@ class Retrieval:
         self.job.record("models", {"saved": len(summary["models"]), "failed": len(summary["failed"])})
 
     def release(self, locators: list[ObjectLocator]) -> None:
-        """ReleaseData for the locators GetData gave (PS3.19 §8.3.6)."""
+        """ReleaseData for the locators GetData gave (PS3.19 §8.3.6), unless the application is CTK's; a
+        failure is a warning, never the task's (:mod:`.release`)."""
         locator_ids = [l.Locator for l in locators if l.Locator]
-        if locator_ids:
-            with contextlib.suppress(AppEnded):  # it has left: nothing to release; what follows judges it
-                self.app.call(lambda client: client.release_data(locator_ids))
+        job = self.job
+        job.server_call(lambda: release_outputs(self.app.client, job.admin, job.instance_id, locator_ids))
 
 
 def _loopback_session(url: str) -> requests.Session:

@@ -54,6 +54,9 @@ _BODY = f"{{{SOAP_ENV_NS}}}Body"
 
 ENDPOINT_URL_KEY = "dicom_host.endpoint_url"
 """WSGI environ key of the endpoint's public URL, the ``soap:address`` of the served WSDL."""
+REQUEST_OBSERVER_KEY = "dicom_host.request_observer"
+"""WSGI environ key of an optional callable that sees each understood request envelope as the peer sent it
+(the host uses it to recognise CTK applications: :mod:`hosting_service.peers`)."""
 
 
 class SoapEndpoint:
@@ -111,6 +114,9 @@ class SoapEndpoint:
             payload = operation_element(root)
             operation = self._normalizer.operation(payload)
             name = operation.name
+            observe = environ.get(REQUEST_OBSERVER_KEY)
+            if observe is not None:
+                observe(root)
             admitted = admits(environ[OPERATIONS_KEY], name)
             request = self._normalizer.normalize(operation, payload if admitted else None)
             del body, root, payload  # free the request before Spyne builds its objects

@@ -15,7 +15,10 @@ classes of :mod:`.types`. It accepts:
 * ``StatusType`` as CTK's integer 0..3, ``DateOfBirth`` as DICOM DA (``19700101``) or ``xs:date``,
   booleans and enumerations in any case, ``text\\xml`` MIME types.
 
-An empty simple element counts as absent (CTK sends empty strings for unset fields). Anything else it
+An empty simple element counts as absent (CTK sends empty strings for unset fields), and so does an empty
+UID, UUID, MimeType or Modality (CTK's ``<TransferSyntaxUID><Uid/></TransferSyntaxUID>``: no such value is
+ever empty). :meth:`RequestNormalizer.normalize_result` reads the answers of peers with the same rules
+(:class:`client.soap.TolerantResponses`). Anything else it
 cannot understand is a :class:`~hosting_service.errors.ClientError` naming the element and the value: an
 unknown operation (the message lists the service's operations), an unknown or repeated element, a bad
 value such as ``<state>BANANA</state>``, an array with more items than the configured cap. Nothing
@@ -23,6 +26,7 @@ becomes a silent ``None``.
 """
 from __future__ import annotations
 
+import base64
 import datetime as _dt
 import functools
 import re
@@ -31,6 +35,7 @@ from typing import Optional
 from lxml import etree
 
 from hosting_service.errors import ClientError
+from hosting_service.model import WRAPPERS
 from hosting_service.wire.types import (
     Child,
     Operation,
@@ -108,6 +113,16 @@ class RequestNormalizer:
             self._fill(wrapper, payload, self._arguments[operation.name], self.types.namespace, operation.name, "")
         return wrapper
 
+    def normalize_result(self, operation: Operation, result: etree._Element) -> etree._Element:
+        """The canonical ``<Op>Response`` holding ``result``, a peer's ``<Op>Result`` of any shape the
+        requests may have (array items of any name, SOAP-ENC and ``xsi:type`` attributes, any namespace)."""
+        assert operation.result is not None, f"{operation.name} has no result"
+        ns = self.types.namespace
+        wrapper = etree.Element(f"{{{ns}}}{operation.name}Response")
+        path = f"{operation.name}Response/{operation.result.name}"
+        self._element(wrapper, result, operation.result, ns, path, "")
+        return wrapper
+
     # --- complex content ----------------------------------------------------------------------------
 
     def _fill(self, target, source, members: dict[str, Child], ns: str, path: str, owner: str) -> None:
@@ -177,6 +192,8 @@ class RequestNormalizer:
         values = enum_values(cls)
         if values is not None:
             return _enumeration(text, values, type_name(cls), path)
+        if owner in WRAPPERS and not text.strip():
+            return None
         if kind in ("string", "anyURI"):
             return text.replace("\\", "/") if owner == "MimeType" else text
         text = text.strip()
@@ -193,7 +210,14 @@ class RequestNormalizer:
             return _BOOLEANS[text.lower()]
         if kind == "dateTime":
             return _date_time(text, path)
-        raise AssertionError(f"no rule for the simple type {type_name(cls)} at {path}")  # none in any request
+        if kind == "base64Binary":  # in answers only (QueryInfoSet)
+            compact = "".join(text.split())
+            try:
+                base64.b64decode(compact, validate=True)
+            except ValueError:
+                raise ClientError(f"{path}: {_show(text)} is not base64") from None
+            return compact
+        raise AssertionError(f"no rule for the simple type {type_name(cls)} at {path}")
 
 
 def _text(element, path: str) -> str:
