@@ -18,7 +18,9 @@ changes run on the main thread (Qt's queued connections), except what ``ctkDicom
 does inside the request: IDLE after COMPLETED and CANCELED are notified before it answers.
 
 ``--record FILE`` appends one JSON line per connection opened or closed (with the number open) and per
-request (its operation), for the tests.
+request (its operation), for the tests. ``--serve-output`` (not CTK's way: its helpers hand out file:
+URIs) points the result's locator at the application's own server, which answers a GET of it on the same
+kept-alive connections: a test of the host reading an application's own endpoint.
 """
 from __future__ import annotations
 
@@ -116,8 +118,10 @@ def _texts(root: etree._Element, name: str) -> list[str]:
 
 
 class CtkApp:
-    def __init__(self, host_url: str, application_url: str, record: Record):
+    def __init__(self, host_url: str, application_url: str, record: Record, serve_output: bool = False):
         self.host = HostInterface(host_url)
+        self.serve_output = serve_output
+        self.served: dict[str, bytes] = {}
         self.application = urlsplit(application_url)
         self.record = record
         self.state = "IDLE"
@@ -172,9 +176,12 @@ class CtkApp:
         result = folder / "ctk-digests.csv"
         result.write_text("\n".join(lines) + "\n", encoding="utf-8")
         descriptor = str(uuid.uuid4())
+        uri = "file:///" + str(result.absolute())
+        if self.serve_output:
+            self.served["/" + result.name] = result.read_bytes()
+            uri = f"http://{self.application.netloc}/{result.name}"
         self.locators[descriptor] = {"Length": result.stat().st_size, "Offset": 0, "TransferSyntax": "",
-                                     "URI": "file:///" + str(result.absolute()), "Locator": descriptor,
-                                     "Source": descriptor}
+                                     "URI": uri, "Locator": descriptor, "Source": descriptor}
         self.host.call("NotifyDataAvailable", w.struct(
             "data",
             w.array("ObjectDescriptors", [[
@@ -206,7 +213,7 @@ class CtkApp:
         try:
             while True:
                 length = -1
-                line = stream.readline()
+                line = request_line = stream.readline()
                 if not line:
                     return
                 while line.strip():
@@ -214,6 +221,11 @@ class CtkApp:
                         length = int(line.split(b":", 1)[1])
                     line = stream.readline()
                 body = stream.read(length) if length > 0 else b""
+                if request_line.startswith(b"GET "):
+                    self.record.write(event="request", operation="GET")
+                    data = self.served.get(request_line.split()[1].decode(), b"")
+                    connection.sendall(b"HTTP/1.1 200 OK\nContent-Length: %d\n\n" % len(data) + data)
+                    continue
                 answer = self._answer(etree.fromstring(body)) if body.strip() else w.envelope(None)
                 if answer is not None:
                     connection.sendall(w.http_answer(answer))
@@ -272,9 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hostURL", required=True)
     parser.add_argument("--applicationURL", required=True)
     parser.add_argument("--record")
+    parser.add_argument("--serve-output", action="store_true")
     options = parser.parse_args(argv)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort leaves no core file behind
-    return CtkApp(options.hostURL, options.applicationURL, Record(options.record)).run()
+    return CtkApp(options.hostURL, options.applicationURL, Record(options.record), options.serve_output).run()
 
 
 if __name__ == "__main__":

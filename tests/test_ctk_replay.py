@@ -438,6 +438,22 @@ def test_a_whole_task_with_a_ctk_application(tmp_path, ct_series):
     assert any(w["operation"] == "ReleaseData" and "CTK" in w["message"] for w in manifest["warnings"])
 
 
+def test_outputs_on_the_applications_own_server_are_read_over_its_one_connection(tmp_path, ct_series):
+    """An output served by the application itself is read through the connection its SOAP calls use: a
+    second one would wait for a thread of a small server's pool that the first holds (CTK's pool)."""
+    record = tmp_path / "record.jsonl"
+    run = run_job(tmp_path / "out", "--app", CTK_APP, "--input", str(ct_series), "--", "--record", str(record),
+                  "--serve-output")
+    assert run.returncode == 0, run.describe()
+    events = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [e["operation"] for e in events if e["event"] == "request"].count("GET") == 1
+    assert max(e["open"] for e in events if e["event"] == "connect") == 1
+    [output] = run.manifest["outputs"]
+    assert output["status"] == "received" and output["uri"].startswith("http://")
+    assert len((run.output / output["file"]).read_text().splitlines()) == 1 + len(
+        [p for p in ct_series.rglob("*") if p.is_file()])
+
+
 DIES_ON_RELEASE_DATA = """
 import os, sys
 from client.examples.misbehaving_app import MisbehavingApp

@@ -173,10 +173,8 @@ class Retrieval:
         job = self.job
         folder = job.folder
         download = folder / f".download-{uuid.uuid4().hex}"
-        if self._http is None:
-            self._http = _loopback_session(uri)
         try:
-            got = retrieve(uri, locator.Offset, locator.Length, download, session=self._http,
+            got = retrieve(uri, locator.Offset, locator.Length, download, session=self._session_for(uri),
                            timeout=job.options.call_timeout)
         except RetrievalError as exc:
             raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {exc}") from None
@@ -200,6 +198,16 @@ class Retrieval:
             self.job.warn(f"models of the outputs: {summary['error'] or 'not offered for ' + ', '.join(summary['failed'])}",
                           failed=summary["failed"])
         self.job.record("models", {"saved": len(summary["models"]), "failed": len(summary["failed"])})
+
+    def _session_for(self, uri: str) -> requests.Session:
+        """The HTTP session to read ``uri`` with: on the application's own server, the one its SOAP client
+        uses (one connection at a time to an application, PS3.19 peers are often small servers); else one
+        of the run's own."""
+        if same_origin(uri, self.job.instance["applicationURL"]):
+            return self.app.client.session
+        if self._http is None:
+            self._http = _loopback_session(uri)
+        return self._http
 
     def release(self, locators: list[ObjectLocator]) -> None:
         """ReleaseData for the locators GetData gave (PS3.19 §8.3.6), unless the application is CTK's; a
