@@ -8,10 +8,12 @@ scripted host, along with the §8 preconditions of the application's calls).
 from __future__ import annotations
 
 from client import ApplicationCallError
+from hosting_service.conformance import model_checks
 from hosting_service.conformance.app_suite import TABLE, Session
 from hosting_service.conformance.scripted_host import Faults
 from hosting_service.conformance.verdicts import Scenario, Violation
 from hosting_service.located import UnreadableObject, read_located
+from hosting_service.models import NATIVE_DICOM_MODEL
 from hosting_service.states import State, host_may_request
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -117,6 +119,29 @@ def data_exchange(s: Session) -> None:
     s.back_to_idle()
 
 
+def models(s: Session) -> None:
+    """At COMPLETED the host asks for the announced outputs as Native DICOM Models (§8.3.3-§8.3.5, §8.3.7)
+    and checks them (:mod:`.model_checks`); "not applicable" when the application claims none."""
+    s.started()
+    s.run_task()
+    model_checks.check_models(s.app, s.host.record.announced_uuids(), NATIVE_DICOM_MODEL, s.note,
+                              s.options.call_timeout)
+    s.back_to_idle()
+
+
+def models_released(s: Session) -> None:
+    """QueryModel on released models answers none of their nodes (the standard leaves the answer open)."""
+    s.started()
+    s.run_task()
+    released = model_checks.get_models(s.app, s.host.record.announced_uuids(), NATIVE_DICOM_MODEL, s.note)
+    try:
+        s.call("ReleaseModels", s.app.release_models, released)
+    except ApplicationCallError as exc:
+        raise Violation("PS3.19 §8.3.7", "ReleaseModels answered", str(exc)) from None
+    model_checks.check_released(s.app, released, s.note, "released models")
+    s.back_to_idle()
+
+
 def cancel(s: Session) -> None:
     """CANCELED mid-task: the application notifies CANCELED, then IDLE, and writes nothing after."""
     s.started()
@@ -203,6 +228,10 @@ SCENARIOS: list[Scenario] = [
              f"{_FILE}, §8.2.3 Note 1", full_task, options={"protocol": "http", "file_semantics": True}),
     Scenario("data-exchange", "announced outputs match what was written; GetData locators, transfer syntax, ReleaseData",
              "PS3.19 §8.3.1, §8.3.2, §8.3.6, §9.5", data_exchange, options={"protocol": "file"}),
+    Scenario("models", "outputs as Native DICOM Models: schema-valid, QueryModel/QueryInfoSet order and node types, "
+             "bulk data, ReleaseModels", "PS3.19 §8.3.3-§8.3.5, §8.3.7, Annex A", models, options={"protocol": "file"}),
+    Scenario("models-released", "a query on released models answers none of their nodes", "PS3.19 §8.3.7",
+             models_released, required=False, options={"protocol": "file"}),
     Scenario("cancel", "CANCELED mid-task, then IDLE, nothing written after", "PS3.19 Table 7.2-2, §8.2.3", cancel),
     Scenario("suspend-resume", "SUSPENDED and resumed to COMPLETED", "PS3.19 Table 7.2-2", suspend_resume),
     Scenario("exit", "EXIT from IDLE ends the process", "PS3.19 Table 7.2-2, §7.2", exit_from_idle),
