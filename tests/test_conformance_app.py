@@ -17,11 +17,12 @@ from run_harness import MIP_APP, MISBEHAVING_APP
 ALL_SCENARIOS = {
     "startup", "set-state-table", "task-file-folder", "task-file-file", "task-http-folder", "task-http-file",
     "data-exchange", "cancel", "suspend-resume", "exit", "getdata-fault", "nil-output-location", "slow-host",
-    "launch-flags",
+    "launch-flags", "models", "models-released",
 }
 REACH_COMPLETED = {"set-state-table", "task-file-folder", "task-file-file", "task-http-folder", "task-http-file",
                    "data-exchange", "suspend-resume", "slow-host"}
-"""The scenarios in which the application reaches COMPLETED and the host then asks for IDLE."""
+"""The scenarios in which the application reaches COMPLETED and the host then asks for IDLE (the models
+scenarios too, but misbehaving_app offers no models unless ``--invalid-models``: they are not applicable)."""
 FAST = ["--state-timeout", "15", "--task-timeout", "20"]
 """Generous for a loaded machine: only the two hanging misbehaviours wait them out, while other suites run."""
 
@@ -48,6 +49,7 @@ MODES = [
     ("--write-twice", {"task-http-folder", "task-http-file"}, "§8.2.3 Note 1"),
     ("--write-after-idle", {"task-file-folder", "task-file-file", "task-http-folder", "task-http-file"}, "§8.2.3"),
     ("--bad-locator", {"data-exchange"}, "§9.5"),
+    ("--invalid-models", {"models"}, "Annex A (Native DICOM Model schema)"),
     ("--hang-on-host-error", {"getdata-fault", "nil-output-location"}, "§7.2"),
     ("--self-idle", REACH_COMPLETED, "COMPLETED -> IDLE"),
     ("--freeze-on-request SUSPENDED", {"set-state-table", "suspend-resume"}, "§8.1.2"),
@@ -76,6 +78,13 @@ def test_misbehaviour_fails_exactly_its_scenarios(mode_suites, mode, broken, rul
         failure = suite.scenario(scenario_id)
         assert rule in failure["rule"], suite.describe()
         assert failure["expected"] and failure["observed"] and failure["messages"]
+
+
+def test_models_not_applicable_without_models(mode_suites):
+    """misbehaving_app's only output is text/plain: every object fails GetAsModels, no model is claimed."""
+    suite = mode_suites["--write-twice"]
+    assert suite.verdicts()["models"] == suite.verdicts()["models-released"] == "not applicable", suite.describe()
+    assert "FailedSourceObjects" in suite.scenario("models")["observed"]
 
 
 def test_a_hanging_application_is_cut_off_by_the_budget():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ import requests
 from lxml import etree
 
 from client import HostCallError, HostClient, HostedApplication, TaskContext, TaskInput, TaskOutput
-from hosting_service.model import ObjectLocator, StatusType
+from hosting_service.model import ObjectLocator, QueryResult, StatusType
 from hosting_service.states import State, host_may_request, parse_state
 from hosting_service.wire.faults import SOAP_ENV_NS as SOAP_ENV
 
@@ -224,6 +225,9 @@ class MisbehavingApp(HostedApplication):
                             help="block forever when GetData or GetOutputLocation fails, instead of ending the task")
         parser.add_argument("--bad-locator", action="store_true",
                             help="GetData answers each output's locator with a Length one byte too long")
+        parser.add_argument("--invalid-models", action="store_true",
+                            help="also output a copy of the first DICOM input, and offer it as a Native DICOM Model "
+                                 "that does not validate (its DicomAttribute elements without their vr)")
         parser.add_argument("--strict-flags", action="store_true",
                             help="refuse launch flags spelled otherwise than --hostURL/--applicationURL (XIP hosts vary the case)")
         parser.add_argument("--ctk", action="store_true",
@@ -278,6 +282,14 @@ class MisbehavingApp(HostedApplication):
                 locator.Length += 1
         return locators
 
+    def QueryModel(self, models: Optional[list[str]] = None, xPaths: Optional[list[str]] = None) -> list[QueryResult]:
+        results = super().QueryModel(models, xPaths)
+        if self.options.invalid_models:
+            for result in results:
+                for node in result.Result or []:
+                    node.Value = re.sub(r' vr="[A-Z]{2}"', "", node.Value or "")
+        return results
+
     def entered(self, state: State) -> None:
         options = self.options
         if state == State.IDLE and options.write_after_idle and self._completed_once:
@@ -307,7 +319,11 @@ class MisbehavingApp(HostedApplication):
             f"{i.descriptor.DescriptorUuid} {i.descriptor.MimeType} {len(i.data)} {hashlib.sha256(i.data).hexdigest()}"
             for i in inputs
         ]
-        return [TaskOutput(name="summary.txt", data="".join(line + "\n" for line in lines).encode(), mime_type="text/plain")]
+        outputs = [TaskOutput(name="summary.txt", data="".join(line + "\n" for line in lines).encode(), mime_type="text/plain")]
+        dicom = [i for i in inputs if (i.descriptor.MimeType or "").lower() == "application/dicom"]
+        if self.options.invalid_models and dicom:
+            outputs.append(TaskOutput(name="copy.dcm", data=dicom[0].data, mime_type="application/dicom"))
+        return outputs
 
 
 def main(argv: Optional[list[str]] = None) -> int:

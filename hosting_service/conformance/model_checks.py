@@ -191,7 +191,7 @@ def _whole_models(source: DataExchangeClient, models: list[str], class_uid: str,
         if not schema.validate(etree.ElementTree(document)):
             error = schema.error_log.last_error
             raise Violation(rule, f"model {answer.Model} valid against {schema_path(class_uid).name}",
-                            f"line {error.line}: {error.message}" if error else "invalid")
+                            f"{getattr(error, 'path', None) or 'the model'}: {error.message}" if error else "invalid")
         documents.append(document)
     log(f"{len(documents)} models valid against {schema_path(class_uid).name}")
     return documents
