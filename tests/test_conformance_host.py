@@ -21,9 +21,10 @@ PROBE = f"{PYTHON} -m hosting_service.cli.main conformance host"
 ALL_SCENARIOS = {
     "wsdl", "allowed-not-started", "refused-not-started", "allowed-idle", "refused-idle", "allowed-inprogress",
     "allowed-completed", "refused-completed", "output-location-file", "output-location-http", "location-lifetime",
-    "getdata-locators", "transfer-syntax", "answers-schema",
+    "getdata-locators", "transfer-syntax", "models-native", "models-abstract", "models-unknown",
+    "illegal-notification", "answers-schema",
 }
-AFTER_HAND_OVER = {"allowed-completed", "refused-completed", "location-lifetime"}
+AFTER_HAND_OVER = {"allowed-completed", "refused-completed", "location-lifetime", "illegal-notification"}
 """Run once the reports were handed to the host: "not applicable" in the collected copy."""
 
 

@@ -23,6 +23,7 @@ Wire quirks of other hosts (CTK, XIP) end up as failed scenarios with the answer
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import re
 import sys
@@ -37,9 +38,10 @@ from lxml import etree
 import wsdl
 from client import (HostCallError, HostClient, HostedApplication, TaskContext, TaskInput, TaskOutput,
                     UnreadableObject, read_located)
-from hosting_service.conformance import reports
+from hosting_service.conformance import model_checks, reports
 from hosting_service.conformance.schemas import problems, service_schema
 from hosting_service.conformance.verdicts import NotApplicable, Result, Scenario, Violation, execute
+from hosting_service.models import ABSTRACT_IMAGE_MODEL, NATIVE_DICOM_MODEL
 from hosting_service.model import AvailableData, ObjectLocator, Status, StatusType, iter_descriptors
 from hosting_service.states import PRECONDITIONS, State
 
@@ -156,6 +158,7 @@ class ConformanceProbe(HostedApplication):
             self._probe_state("COMPLETED")
         elif state == State.IDLE and self._completed_once:
             self._probe("location-lifetime")
+            self._probe("illegal-notification")  # last, just before the host asks for EXIT
         elif state == State.EXIT:
             self._probe("answers-schema")
             final = self._ordered(final=True)
@@ -172,7 +175,7 @@ class ConformanceProbe(HostedApplication):
         self.input_data = list(context.available_data)
         self._probe_state("INPROGRESS")
         for scenario_id in ("output-location-file", "output-location-http", "getdata-locators", "transfer-syntax",
-                            "answers-schema"):
+                            "models-native", "models-abstract", "models-unknown", "answers-schema"):
             self._probe(scenario_id)
         rendered = reports.render(SUITE, self._ordered(final=False))
         return [TaskOutput(name=reports.FILE_NAMES[f], data=text.encode("utf-8"), mime_type=MIME_TYPES[f])
@@ -431,6 +434,48 @@ def transfer_syntax(probe: ConformanceProbe) -> None:
             raise Violation("PS3.19 §8.3.2", f"the object encoded in {IMPLICIT_VR_LE}", f"its file meta says {found}")
 
 
+def _models(class_uid: str) -> Callable[[ConformanceProbe], None]:
+    def run(probe: ConformanceProbe) -> None:
+        uuids = probe.dicom_uuids()
+        if not uuids:
+            raise NotApplicable("the host offered no DICOM objects")
+        model_checks.check_models(probe.host, uuids, class_uid, probe.note, probe.call_timeout)
+    return run
+
+
+def models_unknown(probe: ConformanceProbe) -> None:
+    """A model UUID the host never issued: the standard defines no fault for it, so this only asks that
+    none of a model's nodes come back (a fault, or an empty answer)."""
+    uuids = probe.dicom_uuids()
+    if not uuids:
+        raise NotApplicable("the host offered no DICOM objects")
+    model_checks.get_models(probe.host, uuids[:1], NATIVE_DICOM_MODEL, probe.note)  # NotApplicable if none
+    model_checks.check_released(probe.host, [_random_uuid()], probe.note, "a model UUID the host never issued")
+
+
+ILLEGAL_NOTIFICATION = State.CANCELED
+"""What the probe notifies at IDLE after its task: IDLE -> CANCELED is not in Table 7.2-2 for anyone."""
+
+
+def illegal_notification(probe: ConformanceProbe) -> None:
+    """At IDLE after the task, NotifyStateChanged(CANCELED), which Table 7.2-2 does not allow from IDLE,
+    then CANCELED -> IDLE, which it does. The standard leaves the host's reaction open (a fault, or taking
+    the report as the truth with a warning); it asks only that the host goes on serving the application:
+    both calls answered, GenerateUID (allowed in every state) still answered, and the host's EXIT request
+    still to come."""
+    host = probe.host
+    rule = "PS3.19 §8.2.4, Table 7.2-2"
+    for state, what in ((ILLEGAL_NOTIFICATION, f"NotifyStateChanged({ILLEGAL_NOTIFICATION}) at IDLE (illegal)"),
+                        (State.IDLE, f"NotifyStateChanged({State.IDLE}) (back: {ILLEGAL_NOTIFICATION} -> IDLE)")):
+        ok, answer = probe.attempt(what, functools.partial(host.notify_state_changed, state))
+        if not ok and "SOAP fault" not in str(answer):
+            raise Violation(rule, f"NotifyStateChanged({state}) answered (a SOAP fault, or accepted)", str(answer))
+        probe.note(f"the host {'accepted' if ok else 'refused'} NotifyStateChanged({state})")
+    ok, answer = probe.attempt("GenerateUID after the illegal notification", host.generate_uid)
+    if not ok:
+        raise Violation(rule, "the host still serves the application after an illegal notification", str(answer))
+
+
 def answers_schema(probe: ConformanceProbe) -> None:
     watch = probe.watch
     probe.note(f"{watch.answers} answers checked against the Annex B schema")
@@ -463,6 +508,15 @@ _SCENARIOS: list[Scenario] = [
              "PS3.19 §8.3.2, §8.3.6, §9.5", getdata_locators),
     Scenario("transfer-syntax", "GetData honours the acceptable transfer syntax (Implicit VR LE alone)",
              "PS3.19 §8.3.2", transfer_syntax),
+    Scenario("models-native", "inputs as Native DICOM Models: schema-valid, QueryModel/QueryInfoSet order and node "
+             "types, bulk data as long as claimed, ReleaseModels", "PS3.19 §8.3.3-§8.3.5, §8.3.7, Annex A.1",
+             _models(NATIVE_DICOM_MODEL)),
+    Scenario("models-abstract", "inputs as Abstract Multi-Dimensional Image Models, where the host offers them "
+             "(the same checks)", "PS3.19 §8.3.3-§8.3.5, §8.3.7, Annex A.2", _models(ABSTRACT_IMAGE_MODEL)),
+    Scenario("models-unknown", "QueryModel on a model UUID the host never issued answers none of a model's nodes",
+             "PS3.19 §8.3.4", models_unknown, required=False),
+    Scenario("illegal-notification", "an illegal NotifyStateChanged (IDLE -> CANCELED) answered, and the host "
+             "still serves the application", "PS3.19 §8.2.4, Table 7.2-2", illegal_notification, required=False),
     Scenario("answers-schema", "every answer valid against the Annex B schemas", "PS3.19 Annex B", answers_schema),
 ]
 SCENARIOS: dict[str, Scenario] = {s.id: s for s in _SCENARIOS}

@@ -11,9 +11,9 @@ inputs). :func:`check_models` asks for the objects as models of a class (PS3.19 
   (§8.3.4, §9.15). The expected nodes are found here, independently, by evaluating the XPaths on the
   model as fetched;
 * QueryInfoSet answers the same nodes as bytes of the negotiated infoset type (§8.3.5);
-* GetData on each ``BulkData/@uuid`` gives a locator whose bytes are there (§8.3.2, §9.5); for uncompressed
-  Pixel Data, as many bytes as the model's own Rows, Columns, Samples per Pixel, Bits Allocated and Number
-  of Frames claim;
+* GetData on each bulk data UUID of a model (``BulkData/@uuid``, ``DataAt/@bulkDataUUID``) gives a locator
+  whose bytes are there (§8.3.2, §9.5), as many as the model's own attributes claim where they state a size
+  (:func:`_bulk_claims`);
 * ReleaseModels answers (§8.3.7).
 
 :func:`check_released` is the separate question of what a source answers for a released (or never issued)
@@ -207,7 +207,8 @@ def _in_order(answers: list, models: list[str], xpaths: list[str], operation: st
 
 
 def _check_bulk_data(source: DataExchangeClient, plain: etree._Element, log: Log, timeout: float) -> None:
-    uuids = [str(u) for u in plain.xpath("//BulkData/@uuid")]
+    claims = _bulk_claims(plain)
+    uuids = list(claims)
     if not uuids:
         return
     locators = _call(log, "PS3.19 §8.3.2", f"GetData({len(uuids)} bulk data UUIDs)",
@@ -217,44 +218,62 @@ def _check_bulk_data(source: DataExchangeClient, plain: etree._Element, log: Log
     if missing:
         raise Violation("PS3.19 §8.3.2", "one ObjectLocator per bulk data UUID, its Source that UUID",
                         f"none for {', '.join(missing[:3])}")
-    claims = _pixel_data_claim(plain)
-    for bulk_uuid in uuids:
+    for bulk_uuid, claim in claims.items():
         locator = by_source[bulk_uuid.lower()]
         try:
             data = read_located(locator, session=source.session, timeout=timeout)
         except UnreadableObject as exc:
             raise Violation("PS3.19 §8.3.2, §9.5", f"the bytes of bulk data {bulk_uuid} at its locator", str(exc)) from None
-        claim = claims.get(bulk_uuid)
-        syntax = locator.TransferSyntax or ""
-        if claim is not None and not syntax.startswith(ENCAPSULATED_OR_DEFLATED) and len(data) not in (claim, claim + claim % 2):
-            raise Violation("PS3.19 §8.3.2, A.1", f"Pixel Data of {claim} bytes, as the model's image attributes claim",
-                            f"{len(data)} bytes at {locator.URI}")
-    log(f"{len(uuids)} bulk data objects read")
+        if claim is not None and not (locator.TransferSyntax or "").startswith(ENCAPSULATED_OR_DEFLATED) \
+                and len(data) not in (claim, claim + claim % 2):
+            raise Violation("PS3.19 §8.3.2, Annex A", f"{claim} bytes of bulk data {bulk_uuid}, as the model's "
+                            "own image attributes claim", f"{len(data)} bytes at {locator.URI}")
+    log(f"{len(uuids)} bulk data objects read, {sum(c is not None for c in claims.values())} of a size the model claims")
     _call(log, "PS3.19 §8.3.6", "ReleaseData", lambda: source.release_data([l.Locator for l in locators if l.Locator]))
 
 
-def _pixel_data_claim(plain: etree._Element) -> dict[str, int]:
-    """``{bulk data UUID: bytes}`` for Pixel Data whose size the model's image attributes state."""
-    def number(tag: str, default: Optional[int] = None) -> Optional[int]:
-        found = plain.xpath(f'/NativeDicomModel/DicomAttribute[@tag="{tag}"]/Value[1]/text()')
+_SAMPLE_BYTES = {"INT8": 1, "INT16": 2, "INT32": 4, "FLOAT32": 4, "FLOAT64": 8}
+
+
+def _bulk_claims(plain: etree._Element) -> dict[str, Optional[int]]:
+    """``{bulk data UUID: its size in bytes as the model states it, or None}``: uncompressed Pixel Data of a
+    Native model (Rows x Columns x Samples per Pixel x Number of Frames x Bits Allocated / 8); each frame of an
+    Abstract model (samples of its two first Dimensions x Components x the Components' datatype size)."""
+    def number(path: str, default: Optional[int] = None) -> Optional[int]:
+        found = plain.xpath(path)
         try:
             return int(str(found[0]).strip()) if found else default
         except ValueError:
             return None
 
-    bulk = plain.xpath('/NativeDicomModel/DicomAttribute[@tag="7FE00010"]/BulkData/@uuid')
-    factors = [number("00280010"), number("00280011"), number("00280002", 1), number("00280100"), number("00280008", 1)]
-    if not bulk or any(f is None for f in factors):
-        return {}
-    rows, columns, samples, bits, frames = (int(f or 0) for f in factors)
-    return {str(bulk[0]): rows * columns * samples * frames * bits // 8}
+    claims: dict[str, Optional[int]] = {}
+    if plain.tag == "NativeDicomModel":
+        value = '/NativeDicomModel/DicomAttribute[@tag="{}"]/Value[1]/text()'.format
+        factors = [number(value("00280010")), number(value("00280011")), number(value("00280002"), 1),
+                   number(value("00280008"), 1), number(value("00280100"))]
+        pixels = [str(u) for u in plain.xpath('/NativeDicomModel/DicomAttribute[@tag="7FE00010"]/BulkData/@uuid')]
+        for bulk in plain.xpath("//BulkData/@uuid"):
+            claims[str(bulk)] = None
+        if len(pixels) == 1 and None not in factors:
+            rows, columns, samples, frames, bits = (int(f or 0) for f in factors)
+            claims[pixels[0]] = rows * columns * samples * frames * bits // 8
+    else:
+        datatypes = {str(d).rsplit("_", 1)[-1] for d in plain.xpath("/AbstractImageDataSet/Component/@datatype")}
+        size = _SAMPLE_BYTES.get(datatypes.pop()) if len(datatypes) == 1 else None
+        across = number('/AbstractImageDataSet/Dimension[@idNumber="1"]/@numberOfSamples')
+        down = number('/AbstractImageDataSet/Dimension[@idNumber="2"]/@numberOfSamples')
+        components = len(plain.xpath("/AbstractImageDataSet/Component"))
+        frame = across * down * components * size if size and across and down else None
+        for bulk in plain.xpath("//DataAt/@bulkDataUUID"):
+            claims[str(bulk)] = frame
+    return claims
 
 
 def _text(value: Optional[bytes]) -> str:
     try:
         return (value or b"").decode("utf-8")
     except UnicodeDecodeError:
-        return f"(not UTF-8) {value[:40]!r}"
+        return f"(not UTF-8) {(value or b'')[:40]!r}"
 
 
 def _show(nodes: list[Expected]) -> str:
