@@ -52,11 +52,22 @@ def probe_run(output: Path, series: Path, **env: str) -> tuple[subprocess.Comple
 
 
 def test_our_host_passes_every_scenario(tmp_path, series):
-    done, collected, final = probe_run(tmp_path / "out", series)
+    # a small inline limit: the Native models' Pixel Data is BulkData, fetched through GetData
+    done, collected, final = probe_run(tmp_path / "out", series, DICOM_HOST_MODELS_INLINE_MAX="64")
     assert done.returncode == 0, done.stderr[-2000:]
     verdicts = {s["id"]: s["verdict"] for s in collected["scenarios"]}
     assert verdicts == {s: "not applicable" if s in AFTER_HAND_OVER else "pass" for s in ALL_SCENARIOS}
     assert final == {s: "pass" for s in ALL_SCENARIOS}
+    messages = {s["id"]: "\n".join(s["messages"]) for s in collected["scenarios"]}
+    assert "3 models valid against NativeDICOM.rng" in messages["models-native"]
+    assert messages["models-native"].count("1 bulk data objects read, 1 of a size the model claims") == 3
+    assert "1 models valid against AbstractImage.rng" in messages["models-abstract"]
+    assert "3 bulk data objects read, 3 of a size the model claims" in messages["models-abstract"]
+    # the illegal IDLE -> CANCELED was answered, recorded as a protocol warning, and the run still ended well
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert any(w.get("operation") == "NotifyStateChanged" and "IDLE -> CANCELED is not a transition" in w["message"]
+               for w in manifest["warnings"]), manifest["warnings"]
+    assert manifest["outcome"]["result"] == "completed"
 
 
 def test_lenient_host_fails_the_refusal_scenarios(tmp_path, series):
