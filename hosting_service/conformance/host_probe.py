@@ -13,6 +13,10 @@ protocol the conformant way, and probes the host's HostService at each state it 
 * GetOutputLocation for file: and http:, an http: location being write-once, and (after IDLE) closed;
 * GetData for the task's inputs: one locator per object, the bytes at Offset/Length, and transfer syntax
   negotiation (Implicit VR Little Endian asked alone);
+* the inputs as Native and Abstract Multi-Dimensional Image models, if offered (:mod:`.model_checks`), and
+  what a model UUID the host never issued gets (optional: the standard defines no fault for it);
+* an illegal notification (IDLE -> CANCELED, then back to IDLE) at the very end, just before the host's
+  EXIT: optional, since the standard leaves the host's reaction open; the host must answer and go on;
 * every answer validated against the Annex B schemas as it arrives.
 
 The task's outputs are the three reports (text, JUnit XML, JSON), which the host collects. The scenarios
@@ -449,8 +453,9 @@ def models_unknown(probe: ConformanceProbe) -> None:
     uuids = probe.dicom_uuids()
     if not uuids:
         raise NotApplicable("the host offered no DICOM objects")
-    model_checks.get_models(probe.host, uuids[:1], NATIVE_DICOM_MODEL, probe.note)  # NotApplicable if none
+    issued = model_checks.get_models(probe.host, uuids[:1], NATIVE_DICOM_MODEL, probe.note)  # NotApplicable if none
     model_checks.check_released(probe.host, [_random_uuid()], probe.note, "a model UUID the host never issued")
+    probe.attempt("ReleaseModels", lambda: probe.host.release_models(issued))
 
 
 ILLEGAL_NOTIFICATION = State.CANCELED
