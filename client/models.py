@@ -28,6 +28,7 @@ from client.data_exchange import TEXT_XML, DataExchangeClient, read_located
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import (
+    DICOM_MIME_TYPE,
     ModelSetDescriptor,
     ObjectDescriptor,
     ObjectLocator,
@@ -40,8 +41,6 @@ from hosting_service.models.query import info_set_results, query_results, run_qu
 
 if TYPE_CHECKING:
     from client.task import TaskContext, TaskOutput
-
-DICOM_MIME_TYPE = "application/dicom"
 
 
 class Models:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from hosting_service.model import (
+    DICOM_MIME_TYPE,
     AvailableData,
     ObjectDescriptor,
     ObjectLocator,
@@ -36,8 +37,6 @@ if TYPE_CHECKING:  # pydicom is imported only by applications that handle DICOM
     from pydicom.dataset import Dataset
 
     from client.host_client import HostClient
-
-DICOM_MIME_TYPE = "application/dicom"
 
 
 class TaskCanceled(Exception):

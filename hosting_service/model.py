@@ -17,7 +17,11 @@ from typing import Any, Optional
 
 from hosting_service.states import State
 
+DICOM_MIME_TYPE = "application/dicom"
+"""The MIME type of an ObjectDescriptor for a DICOM object (Part 10 file)."""
+
 __all__ = [
+    "DICOM_MIME_TYPE",
     "State",
     "StatusType",
     "Rectangle",

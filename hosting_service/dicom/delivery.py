@@ -57,6 +57,7 @@ from pydicom.uid import (
 )
 
 from hosting_service.dicom.cache import DeliveryCache
+from hosting_service.model import DICOM_MIME_TYPE
 from hosting_service.store.base import InputObject
 
 __all__ = [
@@ -69,7 +70,6 @@ __all__ = [
     "transfer_syntax_of",
 ]
 
-DICOM_MIME_TYPE = "application/dicom"
 
 BULK_DATA_TAGS = frozenset(
     {

@@ -34,16 +34,14 @@ import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from lxml import etree
-from pydicom.uid import ExplicitVRLittleEndian
 
 from hosting_service.config import Settings
-from hosting_service.dicom.delivery import DICOM_MIME_TYPE, Delivery
 from hosting_service.files import write_atomically
 from hosting_service.errors import ClientError
-from hosting_service.model import ModelSetDescriptor, QueryResult, QueryResultInfoSet
+from hosting_service.model import DICOM_MIME_TYPE, ModelSetDescriptor, QueryResult, QueryResultInfoSet
 from hosting_service.models import (
     ABSTRACT_IMAGE_MODEL,
     MODEL_NAMESPACES,
@@ -51,8 +49,6 @@ from hosting_service.models import (
     NATIVE_DICOM_MODEL,
     negotiate,
 )
-from hosting_service.models.abstract_image import NotAnImage, abstract_model, group_images, read_image
-from hosting_service.models.native import native_model
 from hosting_service.models.query import (
     Node,
     compile_xpaths,
@@ -62,8 +58,14 @@ from hosting_service.models.query import (
     run_queries,
     with_namespace,
 )
-from hosting_service.models.source import Source, Span, UnreadableSource
 from hosting_service.store.base import InputObject
+
+if TYPE_CHECKING:
+    from hosting_service.dicom.delivery import Delivery
+
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+"""What bulk data copied out of its object, or decoded, is in. The model builders (pydicom, numpy) are
+imported only when a model is built: a server process that never builds one does not carry them."""
 
 log = logging.getLogger("dicom_host.models")
 
@@ -118,6 +120,7 @@ class BulkRecord:
 
     def deliver(self, cache_dir: Path) -> Delivery:
         """Where GetData's locator points: the span itself, or the decoded frame in the cache."""
+        from hosting_service.dicom.delivery import Delivery
         if self.frame is None:
             try:
                 size = os.stat(self.path).st_size
@@ -275,6 +278,9 @@ class ModelRegistry:
 
     def _native(self, objects: dict[str, InputObject], folder: Path, inline_max: int,
                 failures: dict[str, str]) -> list[_Built]:
+        from hosting_service.models.native import native_model
+        from hosting_service.models.source import Source, Span, UnreadableSource
+
         built = []
         for descriptor_uuid, obj in objects.items():
             try:
@@ -292,11 +298,14 @@ class ModelRegistry:
                 else:  # not in the file as it is (inflated): the host keeps a copy
                     copy = folder / f"{value.uuid}.bin"
                     write_atomically(copy, value.where)
-                    records.append(BulkRecord(value.uuid, str(copy), 0, len(value.where), ExplicitVRLittleEndian))
+                    records.append(BulkRecord(value.uuid, str(copy), 0, len(value.where), EXPLICIT_VR_LITTLE_ENDIAN))
             built.append(_Built(str(uuid.uuid4()), plain, root, [descriptor_uuid], records))
         return built
 
     def _abstract(self, objects: dict[str, InputObject], inline_max: int, failures: dict[str, str]) -> list[_Built]:
+        from hosting_service.models.abstract_image import NotAnImage, abstract_model, group_images, read_image
+        from hosting_service.models.source import Source, UnreadableSource
+
         images = []
         for descriptor_uuid, obj in objects.items():
             try:
@@ -311,10 +320,10 @@ class ModelRegistry:
             for image, frame in slices:
                 if frame.span is not None:
                     records.append(BulkRecord(frame.uuid, frame.span.path, frame.span.offset, frame.span.length,
-                                              ExplicitVRLittleEndian))
+                                              EXPLICIT_VR_LITTLE_ENDIAN))
                 else:
                     records.append(BulkRecord(frame.uuid, image.obj.path, image.obj.offset, image.obj.length,
-                                              ExplicitVRLittleEndian, frame.frame))
+                                              EXPLICIT_VR_LITTLE_ENDIAN, frame.frame))
             built.append(_Built(str(uuid.uuid4()), etree.tostring(root), root,
                                 [image.descriptor_uuid for image in group], records))
         return built
