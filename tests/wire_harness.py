@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import re
-import socket
 import threading
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -154,9 +153,10 @@ def serve(app):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port for an application to bind (see hosting_service.ports: outside the ephemeral range)."""
+    from hosting_service.ports import free_loopback_port
+
+    return free_loopback_port()
 
 
 # --- validation against the standard XSD ---------------------------------------------------------------
