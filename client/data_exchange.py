@@ -19,9 +19,10 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 DEFAULT_TRANSFER_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 """Explicit VR Little Endian first: every PS3.19 data source must be able to provide it (§8.3.2)."""
 
-CALL_BATCH = 1000
-"""Most UUIDs this client names in one GetData or ReleaseData call: a peer bounds the items of a request
-(the host at ``DICOM_HOST_SOAP_MAX_ITEMS``, 5,000 by default), so longer lists go in several calls."""
+CALL_BATCH = 100
+"""Most UUIDs this client names in one GetData or ReleaseData call. A peer bounds the items of a request
+(the host at ``DICOM_HOST_SOAP_MAX_ITEMS``, 5,000 by default), and a GetData that transcodes costs the
+peer up to about 0.1 s per object (JPEG 2000 slices), so each call stays well inside the call timeout."""
 
 TEXT_XML = "text/xml"
 """The infoset type every model recipient supports and always lists (§8.3.3)."""
