@@ -167,6 +167,10 @@ class Settings:
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
     """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
 
+    log_format: str = field(default="text", metadata={"env": "LOG_FORMAT", "parse": _choice("text", "json")})
+    """Server log lines: ``text`` (one line each) or ``json`` (one JSON object a line, with ``instance_id`` and
+    ``job_id`` when known), gunicorn's own lines too (:mod:`hosting_service.logs`)."""
+
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """Settings from ``DICOM_HOST_*`` variables; unset ones keep their defaults.

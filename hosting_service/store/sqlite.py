@@ -30,6 +30,7 @@ from hosting_service.store.base import (
     InstanceEnded,
     Locator,
     NotificationResult,
+    StoreError,
     UnknownInstance,
 )
 from hosting_service.store.permissions import PRIVATE_DIR, private_database
@@ -141,6 +142,23 @@ class SQLiteStore:
 
     def read(self) -> sqlite3.Connection:
         return self._read()
+
+    # --- minimal forms of CONTRACT section 1's check() and reading(), for /healthz and /metrics; the store
+    # branch replaces them (take its versions when merging) ---
+
+    def check(self) -> None:
+        """Raise :class:`StoreError` when the database cannot be used: its file is gone (a connection
+        already open would still answer) or it does not answer a query."""
+        if not self.path.exists():
+            raise StoreError("the database file is gone")
+        try:
+            self._connection().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the database does not answer: {exc}") from None
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        yield self._read()
 
     # --- instances ------------------------------------------------------------------------------------
 
