@@ -48,7 +48,10 @@ def redacted_path(path: str) -> str:
 
 @contextmanager
 def bind(*, instance_id: Optional[str] = None, job_id: Optional[str] = None) -> Iterator[None]:
-    """Within the block, every log record of this thread (or task) carries these ids (those given)."""
+    """Within the block, every log record of this thread (or task) carries these ids (those given).
+
+    A thread started inside the block does not inherit them (before Python 3.14): bind again in the thread,
+    or start it with ``contextvars.copy_context().run``."""
     bound = []
     if instance_id is not None:
         bound.append((_instance_id, _instance_id.set(instance_id)))
@@ -134,7 +137,7 @@ class _Handler(logging.StreamHandler):
 def configure_logging(log_format: str = "text") -> None:
     """Logs on stderr (gunicorn's error log) in ``log_format``: the project's loggers (``dicom_host.*``) at
     the level of ``DICOM_HOST_LOG_LEVEL`` (``serve --log-level``), and, where nothing else has set up
-    logging, other libraries' warnings in the same format. Called again, it changes only the format."""
+    logging, other libraries' warnings (and Python's) in the same format. Called again, it changes only the format."""
     project = logging.getLogger("dicom_host")
     handler = next((h for h in project.handlers if isinstance(h, _Handler)), None)
     if handler is None:
@@ -145,4 +148,5 @@ def configure_logging(log_format: str = "text") -> None:
         root = logging.getLogger()
         if not root.handlers:
             root.addHandler(handler)
+            logging.captureWarnings(True)  # Python's warnings too, as log lines of this format
     handler.setFormatter(formatter(log_format))

@@ -64,6 +64,14 @@ class _Recorder:
         self.lease_expiries = Counter("dicomhost_lease_expiries", "leases that expired (their worker or runner "
                                       "gone)", registry=self.registry)
         self.store: Any = None
+        self.per_operation: dict[str, tuple[Any, Any]] = {}
+        """The call counter and histogram of each operation seen (a label lookup costs as much as an update)."""
+
+    def operation(self, name: str) -> tuple[Any, Any]:
+        children = self.per_operation.get(name)
+        if children is None:  # two threads may both get here: labels() hands both the same children
+            children = self.per_operation[name] = (self.calls.labels(name), self.seconds.labels(name))
+        return children
 
 
 _recorder: Optional[_Recorder] = None
@@ -84,8 +92,9 @@ def soap_call(operation: str, seconds: float, fault_code: Optional[str] = None) 
     recorder = _recorder
     if recorder is None:
         return
-    recorder.calls.labels(operation).inc()
-    recorder.seconds.labels(operation).observe(seconds)
+    calls, durations = recorder.operation(operation)
+    calls.inc()
+    durations.observe(seconds)
     if fault_code is not None:
         recorder.faults.labels(operation, fault_code).inc()
 

@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -138,8 +139,8 @@ def test_healthz_is_503_naming_the_store_when_postgresql_loses_its_database(requ
     name = "obs_" + uuid.uuid4().hex[:12]
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    base, _, _ = postgres_url.rpartition("/")
-    server = HostServer(tmp_path / "data", env={"DICOM_HOST_STORE": f"{base}/{name}"}).start()
+    store_url = urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
+    server = HostServer(tmp_path / "data", env={"DICOM_HOST_STORE": store_url}).start()
     try:
         assert health(server)[0] == 200
         with psycopg.connect(postgres_url, autocommit=True) as admin:
