@@ -41,9 +41,7 @@ def redacted_path(path: str) -> str:
     text = _TOKEN_SEGMENT.sub("/<token>", path)
     if "=" in text:
         text = _TOKEN_PARAMETER.sub(r"\1<token>", text)
-    if "earer" in text:
-        text = _BEARER.sub(r"\1<token>", text)
-    return text
+    return _BEARER.sub(r"\1<token>", text)
 
 
 @contextmanager

@@ -51,7 +51,10 @@ class _Recorder:
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
-        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        folder = os.environ.get(MULTIPROC_ENV)
+        self.multiprocess = bool(folder)
+        if folder:  # a temp cleaner may have removed it from a long-running server: its workers must still boot
+            os.makedirs(folder, mode=0o700, exist_ok=True)
         self.registry = CollectorRegistry()  # this process's own; a multiprocess scrape reads the files instead
         self.calls = Counter("dicomhost_soap_calls", "SOAP calls answered, by operation", ["operation"],
                              registry=self.registry)
