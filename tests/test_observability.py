@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import statistics
 import subprocess
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -320,6 +321,13 @@ def test_bound_ids_are_per_thread_and_undone_after_the_block():
     assert seen["bound"]["instance_id"] == "i1" and seen["bound"]["job_id"] == "j1"
     assert seen["bound"]["message"] == "at /x/<token>"
     assert "instance_id" not in seen["thread"] and "instance_id" not in seen["after"]
+    token = "b" * 32
+    try:
+        raise OSError(f"cannot open /outputs/{token}/x")
+    except OSError:
+        failed = logging.LogRecord("dicom_host.t", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    line = JsonFormatter().format(failed)
+    assert token not in line and "/outputs/<token>/x" in json.loads(line)["exception"]
 
 
 # --- gunicorn's control socket -------------------------------------------------------------------------
