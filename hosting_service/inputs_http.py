@@ -26,7 +26,8 @@ from hosting_service.config import Settings
 from hosting_service.logs import redacted_path
 from hosting_service.models.registry import ModelRegistry
 from hosting_service.spans import Span, SpanGone, serve_span
-from hosting_service.store import Instance, UnknownInstance
+from hosting_service.outputs.locations import OutputLocations
+from hosting_service.store import Instance, SQLiteStore, UnknownInstance
 
 log = logging.getLogger("dicom_host.inputs")
 
@@ -48,7 +49,7 @@ def _answer(start_response, status: str, body: bytes, headers: tuple[tuple[str, 
 class InputsApp:
     """WSGI application for the paths ``/inputs/...`` (module docstring)."""
 
-    def __init__(self, store, settings: Settings, outputs):
+    def __init__(self, store: SQLiteStore, settings: Settings, outputs: OutputLocations):
         self.store = store
         self.settings = settings
         self.outputs = outputs

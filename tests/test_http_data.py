@@ -8,7 +8,9 @@ import io
 import json
 import os
 import shlex
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pydicom
@@ -41,9 +43,6 @@ class Offered:
         self.stored = {p.read_bytes() for p in folder.rglob("*.dcm")}
         drive(self.instance["hostURL"], "IDLE", "INPROGRESS")
         self.host = HostClient(self.instance["hostURL"])
-
-    def url_of(self, locator) -> str:
-        return locator.URI
 
     def release(self, locator) -> None:
         self.host.release_data([locator.Locator])
@@ -112,6 +111,35 @@ def test_an_ended_instance_serves_no_inputs(host_server, tmp_path):
     assert requests.get(locator.URI, timeout=10).status_code == 200
     host_server.admin.end(session.instance["id"], "test")
     assert_not_found(locator.URI)
+
+
+def test_readers_that_stall_hold_up_no_soap_call(server_factory, tmp_path):
+    """http: inputs are served by the bulk pool: 24 readers that never read a 48 MB input leave every
+    thread of that pool stuck in sendfile, and SOAP calls are still answered at once."""
+    server = server_factory("--threads", "4")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "big.bin").write_bytes(os.urandom(48 << 20))
+    inst = server.create_instance(options={"file_uris": False})
+    offered = server.admin.offer_inputs(inst["id"], [str(tmp_path / "in")])["availableData"]
+    drive(inst["hostURL"], "IDLE", "INPROGRESS")
+    host = HostClient(inst["hostURL"])
+    [locator] = host.get_data([d.DescriptorUuid for d, *_ in iter_descriptors(offered)], [])
+    path = "/" + locator.URI.split("/", 3)[3]
+    stalled = []
+    try:
+        for _ in range(24):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            stalled.append(sock)
+        time.sleep(1.5)
+        for _ in range(3):
+            started = time.monotonic()
+            assert host.generate_uid()
+            assert time.monotonic() - started < 1.0
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_transcoded_copies_and_model_bulk_data_over_http(host_server, tmp_path):

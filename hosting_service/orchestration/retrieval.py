@@ -96,13 +96,13 @@ class Retrieval:
         if not entries:
             return done
         locators = self.get_data(entries)
-        moved = self.hand_back(locators)
+        urls = self.hand_back(locators)
         by_source = {(l.Source or "").lower(): l for l in locators}
         for entry in entries:
             locator = by_source.get((entry[0].DescriptorUuid or "").lower())
             if locator is None:
                 continue
-            uri = self.readable_uri(locator, moved)
+            uri = self.readable_uri(locator, urls)
             if uri is None:
                 self.refuse(task, entry, locator)
                 done.refused += 1
@@ -151,13 +151,13 @@ class Retrieval:
         self._server_urls = set(urls.values())
         return urls
 
-    def readable_uri(self, locator: ObjectLocator, moved: dict[str, str]) -> Optional[str]:
+    def readable_uri(self, locator: ObjectLocator, urls: dict[str, str]) -> Optional[str]:
         """The URI to read ``locator``'s object from, or ``None`` when the host may not read it."""
         uri = locator.URI
         if not uri:
             raise JobFailure(Result.APP_FAILED, f"GetData gave no URI for {locator.Source}")
-        if uri in moved:
-            return moved[uri]
+        if uri in urls:
+            return urls[uri]
         if same_origin(uri, self.job.instance["applicationURL"]):
             return uri
         if self.job.options.trust_app_uris:
@@ -188,7 +188,11 @@ class Retrieval:
             else:
                 got = retrieve(uri, locator.Offset, locator.Length, download, session=self._session_for(uri),
                                timeout=job.options.call_timeout)
-        except (RetrievalError, AdminError) as exc:
+        except AdminError as exc:
+            if exc.status is None or exc.status >= 500:  # the server failed, not the application
+                raise JobFailure(Result.SERVER, f"the server did not give an output back: {exc}") from None
+            raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {exc}") from None
+        except RetrievalError as exc:
             raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {exc}") from None
         sop_instance_uid = read_sop_instance_uid(download) if descriptor.MimeType == "application/dicom" else None
         name = unique_name(folder, object_name(descriptor.DescriptorUuid, descriptor.MimeType, sop_instance_uid))
