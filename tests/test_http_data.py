@@ -212,7 +212,7 @@ def test_handed_back_outputs_are_read_over_the_admin_api(server_factory, tmp_pat
     assert ranged.status_code == 206 and ranged.content == data[10:20]
     assert requests.head(url, headers=auth, timeout=10).headers["Content-Length"] == str(len(data))
     base = url.split("/files/")[0] + "/files/" + url.split("/files/")[1].split("/")[0]
-    for bad in ("/sub/..%2F..%2F..%2Fstore.sqlite3", "/sub/missing.dcm", "/sub"):
+    for bad in ("/sub/..%2F..%2F..%2Fstore.sqlite3", "/sub/missing.dcm", "/sub", "/"):
         assert requests.get(base + bad, headers=auth, timeout=10).status_code == 404, bad
     other = admin.create_instance()  # the location is not another instance's
     assert requests.get(url.replace(inst["id"], other["id"]), headers=auth, timeout=10).status_code == 404

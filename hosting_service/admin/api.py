@@ -244,8 +244,7 @@ class AdminApi:
                 location, names = self.outputs.locate(instance_id, uri)
             except NotInOutputLocation:
                 continue
-            if names:
-                urls[uri] = file_url(self.settings.public_url_base, instance_id, location.id, names)
+            urls[uri] = file_url(self.settings.public_url_base, instance_id, location.id, names)
         return 200, {"returned": returned, "urls": urls}
 
 

@@ -13,26 +13,30 @@ import re
 from urllib.parse import quote
 
 from hosting_service.errors import ClientError
-from hosting_service.outputs.locations import NotInOutputLocation
+from hosting_service.outputs.locations import NotInOutputLocation, OutputLocations
 from hosting_service.outputs.uris import check_name
 from hosting_service.spans import Span, SpanGone, serve_span
 
-FILES_ROUTE = re.compile(r"^/admin/instances/(?P<id>[^/]{1,128})/files/(?P<location>[0-9a-f]{32})/(?P<names>.+)$")
+FILES_ROUTE = re.compile(r"^/admin/instances/(?P<id>[^/]{1,128})/files/(?P<location>[0-9a-f]{32})/(?P<names>.*)$")
 """The files route; any other path under ``/admin/`` is the JSON API's."""
 
 
 def file_url(public_url_base: str, instance_id: str, location_id: str, names: list[str]) -> str:
-    """The admin URL of the file ``names`` of an output location."""
+    """The admin URL of the file ``names`` of an output location (no names: the location itself, which
+    the route answers with a 404 saying it is a folder)."""
     path = "/".join(quote(n, safe="") for n in names)
     return f"{public_url_base}/admin/instances/{quote(instance_id, safe='')}/files/{location_id}/{path}"
 
 
-def serve_output_file(outputs, environ, start_response, match: re.Match):
+def serve_output_file(outputs: OutputLocations, environ, start_response, match: re.Match[str]):
     """Answer a request matched by :data:`FILES_ROUTE`; :class:`ClientError` (a JSON 4xx) for anything that
     names no file."""
     method = environ.get("REQUEST_METHOD", "GET").upper()
     if method not in ("GET", "HEAD"):
         raise ClientError(f"{method} not allowed here; use GET, HEAD", http_status=405)
+    if not match["names"]:
+        raise ClientError(f"output location {match['location']} is a folder; its files are read by name",
+                          http_status=404)
     try:  # PEP 3333: PATH_INFO is the percent-decoded path, its bytes as latin-1 characters
         names = [check_name(n) for n in match["names"].encode("latin-1").decode("utf-8").split("/")]
     except (UnicodeError, ValueError) as exc:
