@@ -64,8 +64,7 @@ class _OpenSpan:
         self._f.close()
 
 
-def serve_span(environ, start_response, span: Span, *, content_type: str = "application/octet-stream",
-               extra_headers: Iterable[tuple[str, str]] = ()) -> Iterable[bytes]:
+def serve_span(environ, start_response, span: Span) -> Iterable[bytes]:
     """Answer a ``GET`` or ``HEAD`` with the bytes of ``span`` (module docstring). Raises :class:`SpanGone`
     before anything is sent when the file cannot serve the span."""
     try:
@@ -80,8 +79,8 @@ def serve_span(environ, start_response, span: Span, *, content_type: str = "appl
             raise SpanGone(str(span.path))
         etag = '"' + hashlib.sha256(repr((info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size, span.offset,
                                           length)).encode()).hexdigest()[:32] + '"'
-        headers = [("Content-Type", content_type), ("Accept-Ranges", "bytes"), ("ETag", etag),
-                   ("Cache-Control", "no-store"), *extra_headers]
+        headers = [("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes"), ("ETag", etag),
+                   ("Cache-Control", "no-store")]
         wanted = requested_range(environ, length, etag)
         if wanted is None:
             f.close()

@@ -36,7 +36,6 @@ class Offered:
 
     def __init__(self, server, folder: Path, *, slices: int = 2, size: int = 16, **options):
         write_sample_series(folder, slices=slices, size=size)
-        self.server = server
         self.instance = server.create_instance(options=options)
         offered = server.admin.offer_inputs(self.instance["id"], [str(folder)])["availableData"]
         self.uuids = [d.DescriptorUuid for d, *_ in iter_descriptors(offered)]
