@@ -71,6 +71,12 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def instance_file_uris(options: Mapping[str, object], settings: "Settings") -> bool:
+    """Whether file: URIs may be used with an instance: its ``file_uris`` option, else the setting."""
+    value = options.get("file_uris")
+    return settings.file_uris if value is None else bool(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("./var"), metadata={"env": "DATA_DIR", "parse": Path})
@@ -170,6 +176,11 @@ class Settings:
     log_format: str = field(default="text", metadata={"env": "LOG_FORMAT", "parse": _choice("text", "json")})
     """Server log lines: ``text`` (one line each) or ``json`` (one JSON object a line, with ``instance_id`` and
     ``job_id`` when known), gunicorn's own lines too (:mod:`hosting_service.logs`)."""
+    file_uris: bool = field(default=True, metadata={"env": "FILE_URIS", "parse": _bool})
+    """Whether file: URIs may be used with an instance (the default of its ``file_uris`` option): GetData
+    answers with file: URIs and file: output locations can be handed out. False, for applications that do
+    not share the server's filesystem: inputs are served as http: URIs (``/inputs/...``) and only http:
+    output locations are handed out."""
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":

@@ -12,8 +12,9 @@ unanswered for as long as they keep their connections open. This worker reads in
 * an upload to an http: output location (``PUT``/``POST`` under ``/outputs/``) is handed over once its head
   is read: its body (up to gigabytes) is streamed to disk by :mod:`hosting_service.outputs.body`, which
   gives up on a body that pauses longer than the same timeout. Every request under ``/outputs/`` (uploads,
-  and downloads of what was uploaded) runs on a pool of its own, the bulk pool: slow uploaders or readers
-  can only make other bulk transfers wait, never a SOAP call.
+  and downloads of what was uploaded), ``/inputs/`` (http: inputs) and ``/admin/instances/<id>/files/``
+  (outputs read by the runner) runs on a pool of its own, the bulk pool: slow uploaders or readers can
+  only make other bulk transfers wait, never a SOAP call.
 * bodies larger than the SOAP limit, and everything a thread still reads from or writes to the socket,
   are bounded by timeouts on the socket itself (``SO_RCVTIMEO``, ``SO_SNDTIMEO``), whatever code does it.
 * a worker holds at most ``DICOM_HOST_MAX_CONNECTIONS`` connections (gunicorn's ``worker_connections``:
@@ -29,6 +30,7 @@ TLS is not supported by this worker (the poller reads raw bytes): terminate TLS 
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import socket
 import struct
@@ -46,7 +48,8 @@ from hosting_service.config import Settings
 HEAD_LIMIT = 64 << 10
 """Largest request head (request line and headers) read in the poller; beyond it: ``431``."""
 _RECV = 256 << 10
-_BULK_PREFIX = b"/outputs/"
+_BULK = re.compile(rb"^/(?:outputs|inputs)/|^/admin/instances/[^/?]+/files/")
+"""Requests served by the bulk pool: output locations, http: inputs, output files read by the runner."""
 
 
 class PollerReadWorker(ThreadWorker):
@@ -190,7 +193,7 @@ class _Reading:
         self.data = bytearray(data)
         self.complete = False
         self.bulk = False
-        """A request under ``/outputs/``: served by the bulk pool."""
+        """A request under ``/outputs/``, ``/inputs/`` or an instance's ``files/``: served by the bulk pool."""
         self.continue_due = False
         """The client waits for ``100 Continue`` before it sends the body (RFC 9110 §10.1.1)."""
         self.continued = False
@@ -215,8 +218,8 @@ class _Reading:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
-        self.bulk = target.startswith(_BULK_PREFIX)
-        if self.bulk and method in (b"PUT", b"POST"):
+        self.bulk = _BULK.match(target) is not None
+        if self.bulk and method in (b"PUT", b"POST") and target.startswith(b"/outputs/"):
             return _COMPLETE  # an upload: its body is streamed to disk by the thread
         body = len(self.data) - (end + 4)
         self.continue_due = (headers.get(b"expect", b"").lower() == b"100-continue" and parts[2] == b"HTTP/1.1"

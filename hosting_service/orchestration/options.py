@@ -32,6 +32,10 @@ class RunOptions:
     trust_app_uris: bool = False
     """Read outputs from any URI the application hands back (the old behaviour, for trusted applications on
     this machine). Off: only the instance's own output locations and the application's own endpoint."""
+    file_uris: Optional[bool] = None
+    """May the instance use file: URIs (inputs as file: locators, file: output locations)? ``False`` for an
+    application that does not share the server's filesystem; ``None``: the server's default
+    (``DICOM_HOST_FILE_URIS``)."""
     output_models: bool = False
     """Also read each output's Native DICOM Model through the application's model interface (PS3.19
     §8.3.3) and save it as ``models/<descriptor uuid>.xml`` beside the objects."""

@@ -111,9 +111,11 @@ class Runner:
 
     def _job(self, server_url: str, token: Optional[str], admin: AdminClient, destination: Destination) -> Outcome:
         o = self.options
-        options = {"label": "dicom-host run", "app_command": o.app}
+        options: dict[str, object] = {"label": "dicom-host run", "app_command": o.app}
         if o.output_semantics:
             options["output_semantics"] = o.output_semantics
+        if o.file_uris is not None:
+            options["file_uris"] = o.file_uris
         try:
             instance = admin.create_instance(options=options)
         except AdminError as exc:
