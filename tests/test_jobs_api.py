@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import io
 import json
+import os
 import tarfile
 import time
 from pathlib import Path
@@ -442,3 +443,17 @@ def test_a_served_deployment_offers_no_server_paths_by_default(server_factory, t
     r = requests.post(f"{server.url}/admin/instances/{instance['id']}/inputs", json={"paths": [str(tmp_path)]},
                       timeout=10)
     assert r.status_code == 403 and "DICOM_HOST_INPUT_ROOTS" in r.json()["error"]
+
+
+def test_uploads_a_killed_server_left_unfinished_are_swept(server_factory, tmp_path):
+    jobs = tmp_path / "data" / "jobs"
+    stale, live = jobs / ".incoming-stale" / "inputs", jobs / ".incoming-live" / "inputs"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    for path in (stale / "part", stale, stale.parent):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    server_factory()
+    wait_for(lambda: not stale.parent.exists(), timeout=20)
+    assert (live / "part").exists()

@@ -61,7 +61,8 @@ MAX_LIST = 1000
 MAX_LEASE_WAIT = 30.0
 MAX_INSTANCE_LEASE = 3600.0
 MAX_LABEL = 200
-_LEASE_POLL_FIRST, _LEASE_POLL_LATER = 0.05, 0.5
+_LEASE_POLL_FIRST, _LEASE_POLL_LATER = 0.02, 0.2
+"""A waiting lease looks for a queued job this often (a read; the first second more often)."""
 _EVENT_POLL = 0.05
 _WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -288,8 +289,8 @@ class JobsApi:
         limits = {n: self.registry.apps[n].max_running for n in names}
         started = time.monotonic()
         deadline = started + min(float(wait), MAX_LEASE_WAIT)
+        self.reaper.run_once()  # a job a vanished worker held is leased again now, not after the next round
         while True:
-            self.reaper.run_once()
             taken = self.jobs.lease(worker, limits)
             if taken is not None:
                 break

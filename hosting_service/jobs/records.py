@@ -29,7 +29,6 @@ RESULTS = ("completed", "app-failed", "timeout", "canceled", "server", "usage", 
 RETRIED_RESULTS = frozenset({"app-failed", "timeout", "server", "internal"})
 LEASE_EXPIRED = "lease expired (worker gone)"
 MAX_REASON = 2000
-_LEASE_CANDIDATES = 16
 
 
 class JobNotFound(ClientError):
@@ -134,8 +133,8 @@ class JobStore:
 
     def _event(self, db, job_id: str, kind: str, data: dict[str, Any], at: float) -> int:
         """Append an event; the caller holds the job's row lock, so the next number is its own."""
-        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM job_events WHERE job_id = ?",
-                         (job_id,)).fetchone()["next"]
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS next_seq FROM job_events WHERE job_id = ?",
+                         (job_id,)).fetchone()["next_seq"]
         db.execute("INSERT INTO job_events (job_id, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)",
                    (job_id, seq, at, kind, json.dumps(data)))
         return seq
@@ -186,8 +185,8 @@ class JobStore:
     def lease(self, worker: str, limits: dict[str, int]) -> Optional[tuple[Job, str]]:
         """Lease the oldest queued job of the apps in ``limits`` (name -> ``max_running``, 0: unlimited) to
         ``worker``: the job and its lease token, or ``None`` when there is none to take."""
-        if not limits:
-            return None
+        if not limits or not self._any_queued(list(limits)):
+            return None  # the common answer to a waiting worker, found without a write transaction
         now = time.time()
         dialect = self.store.dialect
         capped = any(limits.values())
@@ -214,6 +213,11 @@ class JobStore:
                        (RUNNING, worker, token, expires, now, job.id))
             self._event(db, job.id, "leased", {"worker": worker, "attempt": job.attempts + 1}, now)
         return self.get(job.id), token
+
+    def _any_queued(self, apps: list[str]) -> bool:
+        with self.store.reading() as db:
+            return db.execute(f"SELECT id FROM jobs WHERE state = ? AND app IN ({','.join('?' * len(apps))}) LIMIT 1",
+                              (QUEUED, *apps)).fetchone() is not None
 
     def heartbeat(self, job_id: str, lease: Any) -> Job:
         """Renew the lease (and the lease of the job's instance); :class:`JobConflict` if it is lost."""

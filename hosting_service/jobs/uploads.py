@@ -66,12 +66,33 @@ def declared_length(environ: dict, limit: int) -> Optional[int]:
     return int(raw)
 
 
+STAGING_PREFIX = ".incoming-"
+STALE_AFTER = 3600.0
+"""A staging folder none of whose files changed for this long belongs to a server that died mid-upload (a live
+upload writes all the time, and one that pauses for ``DICOM_HOST_READ_TIMEOUT`` is given up)."""
+
+
+def sweep_stale(parent: Path, now: float) -> list[Path]:
+    """Remove the staging folders under ``parent`` (and one level below: results of a job) left by a
+    server that was killed mid-upload; the folders removed."""
+    removed = []
+    for folder in [*parent.glob(STAGING_PREFIX + "*"), *parent.glob("*/" + STAGING_PREFIX + "*")]:
+        try:
+            newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+        except OSError:
+            continue  # removed meanwhile
+        if now - newest > STALE_AFTER:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 @contextmanager
 def staging(parent: Path) -> Iterator[Path]:
     """A fresh private folder under ``parent`` for an upload in progress, removed if the block fails (the
     caller renames it away on success)."""
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = parent / f".incoming-{uuid.uuid4().hex}"
+    folder = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir(mode=0o700)
     try:
         yield folder
