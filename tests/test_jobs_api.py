@@ -339,6 +339,7 @@ BAD_TARS = {
     "path traversal": (make_tar({"app": "mip"}, {"inputs/../../escape": b"x"}), 400, "'..' segments"),
     "absolute path": (make_tar({"app": "mip"}, {"/etc/cron.d/x": b"x"}), 400, "relative"),
     "outside inputs": (make_tar({"app": "mip"}, {"other/x": b"x"}), 400, "inside inputs/"),
+    "a file named inputs": (make_tar({"app": "mip"}, {"inputs": b"x"}), 400, "inside inputs/"),
     "link member": (make_tar({"app": "mip"}, {"inputs/a": b"a"}, extra=(_symlink(),)), 400,
                     "'inputs/passwd' is a symbolic link"),
     "twice the same name": (make_tar({"app": "mip"}, [("inputs/a", b"a"), ("inputs/a", b"b")]), 400, "appears twice"),
@@ -434,6 +435,35 @@ def test_json_submissions(server):
     assert job.json()["inputs"] == {"count": 1, "bytes": 3}
     escape = call(server, "POST", "/jobs", {"app": "mip", "paths": [str(allowed / ".." / "data")]})
     assert escape.status_code == 403
+
+    leased = lease(server, "once")
+    assert leased["job"]["id"] == job.json()["id"]
+    instance = call(server, "POST", "/instances", {"job": {"id": job.json()["id"], "lease": leased["lease"]}}).json()
+    offered = call(server, "POST", f"/instances/{instance['id']}/inputs", {"job": job.json()["id"]})
+    assert offered.status_code == 200 and offered.json()["count"] == 1, offered.text
+    other = call(server, "POST", "/instances", {}).json()
+    assert call(server, "POST", f"/instances/{other['id']}/inputs", {"job": job.json()["id"]}).status_code == 409
+    call(server, "POST", f"/jobs/{job.json()['id']}/finish", {"lease": leased["lease"], "result": "completed"})
+
+
+def test_results_are_checked_and_replaced_whole(server):
+    job = submit(server, "trip", {"inputs/x": b"x"})
+    token = lease(server, "trip")["lease"]
+
+    def put(files: dict) -> requests.Response:
+        return requests.put(f"{server.url}/admin/jobs/{job['id']}/results", params={"lease": token},
+                            data=make_tar(None, files), headers=TAR, timeout=30)
+
+    assert put({"manifest.json": b"{}", "outputs/a": b"a"}).status_code == 204
+    refused = put({"manifest.json": b"{}", "../../b": b"b"})
+    assert refused.status_code == 400 and "'..' segments" in refused.json()["error"]
+    assert set(untar(call(server, "GET", f"/jobs/{job['id']}/results").content)) == {"manifest.json", "outputs/a"}
+    assert put({"manifest.json": b'{"second": true}'}).status_code == 204
+    got = untar(call(server, "GET", f"/jobs/{job['id']}/results").content)
+    assert set(got) == {"manifest.json"} and call(server, "GET", f"/jobs/{job['id']}").json()["manifest"] == {
+        "second": True}
+    assert not [p for p in (server.data_dir / "jobs" / job["id"]).iterdir() if p.name.startswith(".")]
+    call(server, "POST", f"/jobs/{job['id']}/finish", {"lease": token, "result": "completed"})
 
 
 def test_a_served_deployment_offers_no_server_paths_by_default(server_factory, tmp_path):

@@ -382,7 +382,11 @@ class JobsApi:
             job = self.jobs.get(job_id)
             if job.state != RUNNING or job.instance_id != instance_id:
                 raise JobConflict(f"job {job_id} is not running in instance {instance_id}")
-            return self.folder(job_id).input_paths()
+            folder = self.folder(job_id)
+            server_paths = folder.server_paths()
+            if server_paths is None:
+                return [str(folder.inputs)]
+            return self.allowed_paths(server_paths, must_exist=False)  # the roots may have changed since
         paths = body.get("paths")
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or not paths:
             raise ClientError("inputs need 'paths': a non-empty list of files or folders on the server's filesystem"

@@ -297,7 +297,7 @@ class JobStore:
                     state = QUEUED if job.attempts < job.max_attempts else FAILED
                 self._event(db, job.id, "lease-expired", {"worker": job.worker, "attempt": job.attempts,
                                                           "state": state}, now)
-                self._end_attempt(db, job, state, "server", LEASE_EXPIRED, now)
+                self._end_attempt(db, job, state, "canceled" if state == CANCELED else "server", LEASE_EXPIRED, now)
                 expired.append(Expired(job.id, job.instance_id, state))
         return expired
 

@@ -131,7 +131,7 @@ def receive_tar(readinto: ReadInto, *, limit: int, into: Path, under: Optional[s
                 raise ClientError(f"the tar's first member must be {first[0]}, got {member.name!r}")
             first[1](reader.read_small(member))
             continue
-        if under is not None and member.name.split("/", 1)[0] != under:
+        if under is not None and not (member.name.startswith(under + "/") or member.is_dir and member.name == under):
             raise ClientError(f"member {member.name!r}: every member must be inside {under}/")
         target = into / member.name
         if member.is_dir:
@@ -335,7 +335,7 @@ def _check_sum(header: bytes) -> None:
 
 def _ustar_name(header: bytes) -> str:
     name = header[:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar":
+    if header[257:263] == b"ustar\0":  # POSIX ustar (GNU's "ustar  " uses that area for other things)
         prefix = header[345:500].split(b"\0", 1)[0]
         if prefix:
             name = prefix + b"/" + name
