@@ -214,10 +214,14 @@ class JobStore:
             self._event(db, job.id, "leased", {"worker": worker, "attempt": job.attempts + 1}, now)
         return self.get(job.id), token
 
-    def _any_queued(self, apps: list[str]) -> bool:
+    def _any(self, sql: str, args: tuple) -> bool:
+        """Whether a read finds a row: asked before a write transaction that would usually find nothing to do."""
         with self.store.reading() as db:
-            return db.execute(f"SELECT id FROM jobs WHERE state = ? AND app IN ({','.join('?' * len(apps))}) LIMIT 1",
-                              (QUEUED, *apps)).fetchone() is not None
+            return db.execute(sql, args).fetchone() is not None
+
+    def _any_queued(self, apps: list[str]) -> bool:
+        return self._any(f"SELECT id FROM jobs WHERE state = ? AND app IN ({','.join('?' * len(apps))}) LIMIT 1",
+                         (QUEUED, *apps))
 
     def heartbeat(self, job_id: str, lease: Any) -> Job:
         """Renew the lease (and the lease of the job's instance); :class:`JobConflict` if it is lost."""
@@ -285,7 +289,9 @@ class JobStore:
         """Take back every overdue job lease (that no other frontend is taking back at the same moment):
         each job is queued again or failed, with a ``lease-expired`` event."""
         now = time.time() if now is None else now
-        expired = []
+        expired: list[Expired] = []
+        if not self._any("SELECT id FROM jobs WHERE state = ? AND lease_expires_at < ? LIMIT 1", (RUNNING, now)):
+            return expired  # the usual answer, found without taking the write lock
         with self.store.transaction() as db:
             rows = db.execute("SELECT * FROM jobs WHERE state = ? AND lease_expires_at < ? ORDER BY lease_expires_at"
                               + self.store.dialect.skip_locked, (RUNNING, now)).fetchall()
@@ -320,6 +326,8 @@ class JobStore:
         """``(instance id, job id)`` of every overdue instance lease, removed here (so that one frontend ends
         each); the caller ends the instances."""
         now = time.time() if now is None else now
+        if not self._any("SELECT instance_id FROM instance_leases WHERE expires_at < ? LIMIT 1", (now,)):
+            return []
         with self.store.transaction() as db:
             rows = db.execute("SELECT instance_id, job_id FROM instance_leases WHERE expires_at < ?"
                               + self.store.dialect.skip_locked, (now,)).fetchall()
