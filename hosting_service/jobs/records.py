@@ -270,9 +270,9 @@ class JobStore:
                 state = QUEUED
             else:
                 state = FAILED
-            self._end_attempt(db, job, state, result, reason, now)
             self._event(db, job_id, "finished", {"result": result, "reason": reason, "state": state,
                                                  "attempt": job.attempts}, now)
+            self._end_attempt(db, job, state, result, reason, now)
         return self.get(job_id), job.instance_id
 
     def _end_attempt(self, db, job: Job, state: str, result: str, reason: str, now: float) -> None:
