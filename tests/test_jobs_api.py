@@ -487,3 +487,16 @@ def test_uploads_a_killed_server_left_unfinished_are_swept(server_factory, tmp_p
     server_factory()
     wait_for(lambda: not stale.parent.exists(), timeout=20)
     assert (live / "part").exists()
+
+
+def test_input_roots_given_to_serve_allow_paths_below_them_only(server_factory, tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "in.txt").write_text("x")
+    server = server_factory("--input-roots", f"{tmp_path / 'elsewhere'}:{allowed}", env={"DICOM_HOST_INPUT_ROOTS": ""})
+    instance = server.create_instance()
+    url = f"{server.url}/admin/instances/{instance['id']}/inputs"
+    assert requests.post(url, json={"paths": [str(allowed)]}, timeout=10).json()["count"] == 1
+    assert requests.post(url, json={"paths": [str(tmp_path)]}, timeout=10).status_code == 403
+    (allowed / "link").symlink_to(tmp_path)
+    assert requests.post(url, json={"paths": [str(allowed / "link")]}, timeout=10).status_code == 403
