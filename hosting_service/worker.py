@@ -50,11 +50,11 @@ HEAD_LIMIT = 64 << 10
 """Largest request head (request line and headers) read in the poller; beyond it: ``431``."""
 _RECV = 256 << 10
 _BULK_PREFIX = b"/outputs/"
-_JOB_SUBMISSION = re.compile(rb"^/admin/jobs/?(?:\?.*)?$")
-"""``POST /admin/jobs``: a job and its inputs (a tar), a bulk transfer like the uploads to output locations."""
+_JOB_RESULTS = re.compile(rb"^/admin/jobs/[A-Za-z0-9_-]{1,128}/results$")
 _JOB_BULK = re.compile(rb"^/admin/jobs/(?:lease|[A-Za-z0-9_-]{1,128}/(?:results|events))/?(?:\?.*)?$")
-"""A job's results (``PUT``/``GET``), and the requests of jobs that wait up to tens of seconds (a worker's
-lease, ``submit --wait`` following a job's events): they must not hold the threads that answer SOAP calls."""
+"""A job's results download, and the requests of jobs that wait up to tens of seconds (a worker's lease,
+``submit --wait`` following a job's events): read whole like any request, but they must not hold the threads
+that answer SOAP calls."""
 
 
 class PollerReadWorker(ThreadWorker):
@@ -223,9 +223,9 @@ class _Reading:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
-        self.bulk = (target.startswith(_BULK_PREFIX) or _JOB_BULK.match(target) is not None
-                     or (method == b"POST" and _JOB_SUBMISSION.match(target) is not None))
-        if self.bulk and method in (b"PUT", b"POST"):
+        upload = _is_upload(method, target)
+        self.bulk = upload or target.startswith(_BULK_PREFIX) or _JOB_BULK.match(target) is not None
+        if upload:
             return _COMPLETE  # an upload: its body is streamed to disk by the thread
         body = len(self.data) - (end + 4)
         self.continue_due = (headers.get(b"expect", b"").lower() == b"100-continue" and parts[2] == b"HTTP/1.1"
@@ -238,6 +238,16 @@ class _Reading:
         if not length.isdigit() or int(length) > max_body:
             return _COMPLETE  # refused from the header, without reading the body
         return _COMPLETE if body >= int(length) else None
+
+
+def _is_upload(method: bytes, target: bytes) -> bool:
+    """A request whose body the thread that serves it streams to disk: a write to an output location, a job
+    submission (``POST /admin/jobs``, a tar of inputs) or a job's results (``PUT /admin/jobs/<id>/results``)."""
+    if method not in (b"PUT", b"POST"):
+        return False
+    path = target.split(b"?", 1)[0].rstrip(b"/")
+    return (target.startswith(_BULK_PREFIX) or (method == b"POST" and path == b"/admin/jobs")
+            or (method == b"PUT" and _JOB_RESULTS.match(path) is not None))
 
 
 def _chunked_end(data: bytearray, pos: int) -> bool:
