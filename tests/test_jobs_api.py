@@ -11,7 +11,6 @@ import json
 import os
 import tarfile
 import time
-from pathlib import Path
 from typing import Optional
 
 import pytest

@@ -44,7 +44,6 @@ from hosting_service.jobs.records import (
     STATES,
     Job,
     JobConflict,
-    JobNotFound,
     JobStore,
 )
 from hosting_service.jobs.registry import AppRegistry, AppSpec, UnknownApp, load_registry
@@ -108,7 +107,7 @@ class JobsApi:
             routes = {
                 (None, "GET"): lambda: (200, self.show(job_id)),
                 ("events", "GET"): lambda: self.events(job_id, query),
-                ("cancel", "POST"): lambda: (200, self.describe(self.jobs.cancel(job_id))),
+                ("cancel", "POST"): lambda: (200, self.jobs.cancel(job_id).to_json()),
                 ("results", "GET"): lambda: self.results(job_id),
                 ("results", "PUT"): lambda: self.put_results(environ, job_id, query),
                 ("heartbeat", "POST"): lambda: self.heartbeat(job_id, read_json_object(environ)),
@@ -185,7 +184,7 @@ class JobsApi:
             job = self._queue(request["app"], request["options"], received.count, received.size, folder)
         log.info("job %s queued: app %s, %d input files, %d bytes uploaded", job.id, job.app, received.count,
                  received.size)
-        return 201, self.describe(job)
+        return 201, job.to_json()
 
     def _submit_paths(self, body: dict) -> tuple[int, dict]:
         app, options = self._job_request(body, {"app", "options", "paths"})
@@ -203,7 +202,7 @@ class JobsApi:
             (folder / "paths.json").write_text(json.dumps(checked))
             job = self._queue(app, options, count, size, folder)
         log.info("job %s queued: app %s, %d input files on the server's disk", job.id, job.app, count)
-        return 201, self.describe(job)
+        return 201, job.to_json()
 
     def _queue(self, app: AppSpec, options: dict[str, Any], count: int, size: int, folder: Path) -> Job:
         """Queue the job whose files are staged in ``folder`` (moved into place first, so that a queued job
@@ -239,12 +238,9 @@ class JobsApi:
 
     # --- reading --------------------------------------------------------------------------------------------
 
-    def describe(self, job: Job) -> dict[str, Any]:
-        return job.to_json()
-
     def show(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(job_id)
-        return {**self.describe(job), "events": self.jobs.events(job_id),
+        return {**job.to_json(), "events": self.jobs.events(job_id),
                 "manifest": self.folder(job_id).manifest()}
 
     def listing(self, query: dict[str, str]) -> tuple[int, list]:
@@ -252,7 +248,7 @@ class JobsApi:
         if state is not None and state not in STATES:
             raise ClientError(f"state must be one of {', '.join(STATES)}")
         limit = _query_int(query, "limit", 100, 1, MAX_LIST)
-        return 200, [self.describe(j) for j in self.jobs.listing(state=state, limit=limit)]
+        return 200, [j.to_json() for j in self.jobs.listing(state=state, limit=limit)]
 
     def events(self, job_id: str, query: dict[str, str]) -> tuple[int, dict]:
         self.jobs.get(job_id)
@@ -300,7 +296,7 @@ class JobsApi:
             time.sleep(min(deadline - now, _LEASE_POLL_FIRST if now - started < 1 else _LEASE_POLL_LATER))
         job, token = taken
         log.info("job %s leased to worker %s (attempt %d)", job.id, worker, job.attempts)
-        return 200, {"job": self.describe(job), "lease": token, "leaseSeconds": self.jobs.lease_seconds,
+        return 200, {"job": job.to_json(), "lease": token, "leaseSeconds": self.jobs.lease_seconds,
                      "app": self.registry.apps[job.app].to_json()}
 
     def heartbeat(self, job_id: str, body: dict) -> tuple[int, dict]:
@@ -333,7 +329,7 @@ class JobsApi:
         if instance_id is not None:
             self.reaper.end_instance(instance_id, f"job {job.state}")
         log.info("job %s: attempt %d finished (%s): job %s", job_id, job.attempts, result, job.state)
-        return 200, self.describe(job)
+        return 200, job.to_json()
 
     # --- instances (called by AdminApi) -------------------------------------------------------------------------
 
