@@ -10,6 +10,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 import time
 from typing import Optional
 
@@ -42,6 +43,8 @@ command = ["true"]
 [apps.strict]
 command = ["true"]
 file_uris = false
+[apps.many]
+command = ["true"]
 """
 
 
@@ -257,6 +260,33 @@ def test_max_running_is_respected(server):
     assert lease(server, "capped", wait=0.5) is None  # one is running: the other waits
     call(server, "POST", f"/jobs/{first['id']}/finish", {"lease": taken["lease"], "result": "completed"})
     assert lease(server, "capped", wait=5)["job"]["id"] == second["id"]
+
+
+def test_concurrent_workers_lease_each_job_once(server):
+    submitted = {submit(server, "many", {f"inputs/{n}": b"x"})["id"] for n in range(12)}
+    taken: list[str] = []
+
+    def worker(name: str) -> None:
+        while (leased := lease(server, "many", worker=name)) is not None:
+            taken.append(leased["job"]["id"])
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(taken) == sorted(submitted)
+
+
+def test_events_are_long_polled(server):
+    job = submit(server, "many", {"inputs/x": b"x"})
+    started = time.monotonic()
+    timer = threading.Timer(0.5, lambda: call(server, "POST", f"/jobs/{job['id']}/cancel"))
+    timer.start()
+    answer = call(server, "GET", f"/jobs/{job['id']}/events", params={"after": 1, "wait": 20}).json()
+    timer.join()
+    assert 0.4 < time.monotonic() - started < 10
+    assert [e["kind"] for e in answer["events"]] == ["canceled"] and answer["last"] == 2
 
 
 # --- leases that expire ------------------------------------------------------------------------------------------
