@@ -81,6 +81,7 @@ class HostingApp:
         metrics.enable(self.store)
 
     def __call__(self, environ, start_response):
+        self.admin.jobs.reaper.ensure_started()  # this process's lease reaper (a thread: started after the fork)
         try:
             return self._route(environ, start_response)
         except Exception:  # every layer answers its own errors; this is the last line for the host's bugs
@@ -174,4 +175,6 @@ def create_app(settings: Optional[Settings] = None) -> HostingApp:
     """The gunicorn entry point: ``gunicorn 'hosting_service.app:create_app()'``."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_format)
-    return HostingApp(settings)
+    app = HostingApp(settings)
+    app.admin.jobs.reaper.ensure_started()  # gunicorn calls this in each worker, after the fork
+    return app

@@ -83,6 +83,15 @@ CREATE TABLE IF NOT EXISTS announcements (
 CREATE INDEX IF NOT EXISTS announcements_by_instance ON announcements (instance_id, seq);
 """
 
+class SQLiteDialect:
+    """Replaced by the store branch: what jobs SQL needs spelled per backend. ``BEGIN IMMEDIATE`` already
+    serialises writers, so no row locks are spelled here."""
+
+    name = "sqlite"
+    skip_locked = ""
+    for_update = ""
+
+
 def _state(value: Optional[str]) -> Optional[State]:
     return None if value is None else State(value)
 
@@ -135,8 +144,9 @@ class SQLiteStore:
         self._expiry_hooks.append(hook)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction for the layers that keep their own tables in this store."""
+    def transaction(self, key: Optional[str] = None) -> Iterator[sqlite3.Connection]:
+        """A write transaction for the layers that keep their own tables in this store (``key``: replaced
+        by the store branch; ``BEGIN IMMEDIATE`` serialises every writer anyway)."""
         with self._write() as db:
             yield db
 
@@ -159,6 +169,9 @@ class SQLiteStore:
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         yield self._read()
+
+    dialect = SQLiteDialect()
+    """SQL spelled per backend (replaced by the store branch)."""
 
     # --- instances ------------------------------------------------------------------------------------
 
