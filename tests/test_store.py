@@ -330,3 +330,24 @@ def test_two_frontends_on_one_store_serve_one_instance(server_factory, store_url
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "created" and kinds[-1] == "ended" and "upload" in kinds and "output_location" in kinds
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with the pool's threads running: on purpose
+def test_a_forked_process_never_uses_its_parents_connections(store):
+    """gunicorn forks its workers; a store used before a fork must not hand the child the parent's
+    connections (their protocol streams would interleave). Parent and child write at once; both succeed."""
+    i = _instance(store)
+    store.add_event(i.id, "log", {"who": "parent"})  # the parent's connection (pool) exists now
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_write_events, args=(store, i.id, "child", 100))
+    child.start()
+    _write_events(store, i.id, "parent", 100)
+    child.join(60)
+    assert child.exitcode == 0
+    whom = [e.data["who"] for e in store.events(i.id, kinds=["log"])]
+    assert whom.count("child") == 100 and whom.count("parent") == 101
+
+
+def _write_events(store, instance_id, who, n):
+    for _ in range(n):
+        store.add_event(instance_id, "log", {"who": who})
