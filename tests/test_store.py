@@ -112,16 +112,20 @@ def test_ended_instances_accept_nothing(store):
         store.get_instance("0" * 32)
 
 
-def _hammer(url, data_dir, instance_id, n):
+def _hammer(url, data_dir, instance_id, n, barrier):
     store = open_url(url, data_dir)
+    barrier.wait(30)
     for k in range(n):
         store.add_event(instance_id, "log", {"k": k})
     store.close()
 
 
 def _run_processes(target, args, count: int, timeout: float = 90) -> None:
+    """``target(*args, barrier)`` in ``count`` fresh processes; each calls ``barrier.wait()`` when ready, so
+    that their contended part starts at once."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=args) for _ in range(count)]
+    barrier = ctx.Barrier(count)
+    procs = [ctx.Process(target=target, args=(*args, barrier)) for _ in range(count)]
     for p in procs:
         p.start()
     deadline = time.monotonic() + timeout
@@ -141,9 +145,10 @@ def test_several_processes_write_without_losing_anything(store, store_url, tmp_p
     assert [e.seq for e in events] == sorted({e.seq for e in events})  # unique, in order
 
 
-def _increment(url, data_dir, instance_id, n):
+def _increment(url, data_dir, instance_id, n, barrier):
     """Read-modify-write of one instance's row, as the outputs layer does, in keyed transactions."""
     store = open_url(url, data_dir)
+    barrier.wait(30)
     for _ in range(n):
         with store.transaction(key=instance_id) as db:
             row = db.execute("SELECT end_reason FROM instances WHERE id = ?", (instance_id,)).fetchone()
@@ -238,9 +243,10 @@ def test_each_migration_is_applied_once_even_by_processes_starting_together(stor
         assert db.execute("SELECT COUNT(*) AS n FROM extra").fetchone()["n"] == 1  # not applied twice
 
 
-def _migrate_with_extra(url, data_dir):
+def _migrate_with_extra(url, data_dir, barrier):
     """A new migration without IF NOT EXISTS: applying it twice would fail."""
     store = open_url(url, data_dir)
+    barrier.wait(30)
     extra = (len(MIGRATIONS) + 1, "test", "CREATE TABLE extra (id TEXT PRIMARY KEY); INSERT INTO extra VALUES ('x')")
     migrate(store, [*MIGRATIONS, extra])
     store.close()
