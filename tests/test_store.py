@@ -357,3 +357,15 @@ def test_a_forked_process_never_uses_its_parents_connections(store):
 def _write_events(store, instance_id, who, n):
     for _ in range(n):
         store.add_event(instance_id, "log", {"who": who})
+
+
+@pytest.mark.parametrize("url, says", [("mysql://db/x", "DICOM_HOST_STORE: unsupported store URL"),
+                                       ("postgresql://someone@127.0.0.1:1/x", "cannot be used")])
+def test_serve_refuses_a_store_it_cannot_use_before_starting(tmp_path, url, says):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", "127.0.0.1:0",
+                           "--data-dir", str(tmp_path / "data"), "--store", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
