@@ -34,7 +34,7 @@ from soap_overhead import HEADERS, REQUEST, _listener, _stop, _wait_up  # noqa: 
 
 HOST_NS = "http://dicom.nema.org/PS3.19/HostService-20100825"
 STEPS = (1, 100, 1000)
-WARM_UP = 50
+WARM_UP = 200
 
 
 def _serve(listener: socket.socket, data_dir: Path, store: str, log) -> subprocess.Popen:
