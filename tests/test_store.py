@@ -369,3 +369,9 @@ def test_serve_refuses_a_store_it_cannot_use_before_starting(tmp_path, url, says
                            "--data-dir", str(tmp_path / "data"), "--store", url],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_pool_size_is_refused_by_name(value):
+    with pytest.raises(ValueError, match="DICOM_HOST_STORE_POOL_SIZE"):
+        Settings.from_env({"DICOM_HOST_STORE_POOL_SIZE": value})
