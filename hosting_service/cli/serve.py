@@ -66,6 +66,9 @@ def add_parser(sub) -> None:
     p.add_argument("--input-roots", metavar="DIR[:DIR...]",
                    help="folders on this server whose files the admin API may offer as inputs by path "
                         "(default: none; job inputs are uploaded)")
+    p.add_argument("--store", metavar="URL",
+                   help="session store: sqlite:///PATH (default <data dir>/store.sqlite3) or postgresql://... "
+                        "(one database several servers share)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=LOG_FORMATS,
                    help="log lines as text or as JSON objects (default $DICOM_HOST_LOG_FORMAT, else text)")
@@ -77,7 +80,8 @@ _OPTION_VARIABLES = [("data_dir", "DATA_DIR"), ("admin_token", "ADMIN_TOKEN"), (
                      ("output_semantics", "OUTPUT_SEMANTICS"), ("output_retention", "OUTPUT_RETENTION"),
                      ("upload_quota", "UPLOAD_QUOTA"), ("upload_max_request", "UPLOAD_MAX_REQUEST"),
                      ("read_timeout", "READ_TIMEOUT"), ("max_connections", "MAX_CONNECTIONS"),
-                     ("log_format", "LOG_FORMAT"), ("apps", "APPS"), ("input_roots", "INPUT_ROOTS")]
+                     ("log_format", "LOG_FORMAT"), ("apps", "APPS"), ("input_roots", "INPUT_ROOTS"),
+                     ("store", "STORE")]
 
 
 def _settings_env(args) -> dict[str, str]:
@@ -126,7 +130,7 @@ def _public_url(sock: socket.socket) -> str:
 
 def run(args) -> int:
     from hosting_service.jobs.registry import load_registry
-    from hosting_service.store import open_store
+    from hosting_service.store import StoreError, open_store
 
     try:
         env = _settings_env(args)
@@ -138,9 +142,9 @@ def run(args) -> int:
         if settings.apps_file is not None:
             env[ENV_PREFIX + "APPS"] = str(settings.apps_file.resolve())
         load_registry(settings)  # a mistake in the app registry stops the start, naming file, entry and field
-        open_store(Settings.from_env(env))  # create the schema once, before the workers race for it
+        open_store(Settings.from_env(env)).close()  # migrate once, before the workers race for it
         env[metrics.MULTIPROC_ENV] = metrics.prepare_multiprocess_dir()
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, StoreError) as exc:
         print(f"dicom-host serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     sock.set_inheritable(True)

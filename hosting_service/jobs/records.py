@@ -18,7 +18,6 @@ from typing import Any, Iterable, Optional
 
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
-from hosting_service.jobs.schema import statements
 from hosting_service.tokens import new_token
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = "queued", "running", "completed", "failed", "canceled"
@@ -90,21 +89,12 @@ class Expired:
     state: str
 
 
-def _create_tables(store) -> None:
-    """TEMPORARY (until the store branch lands): create the job tables here. The lead replaces this by
-    registering :data:`hosting_service.jobs.schema.JOBS_DDL` as migration 2 of the store's schema."""
-    with store.transaction() as db:
-        for statement in statements():
-            db.execute(statement)
-
-
 class JobStore:
     """Jobs and leases on the store's generic database API (``transaction``, ``reading``, ``dialect``)."""
 
     def __init__(self, store, settings: Settings):
         self.store = store
         self.lease_seconds = settings.lease_seconds
-        _create_tables(store)  # TEMPORARY: see _create_tables
 
     # --- reading -----------------------------------------------------------------------------------------
 
