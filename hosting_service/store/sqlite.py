@@ -73,6 +73,10 @@ class SQLiteStore(SQLStore):
         yield self._connection()
 
     def check(self) -> None:
+        """Raise :class:`StoreError` when the database cannot be used: its file is gone (a connection already
+        open would still answer) or it does not answer a query."""
+        if not self.path.exists():
+            raise StoreError(f"the store {self.path} is gone")
         try:
             self._connection().execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
