@@ -42,15 +42,23 @@ def application_argv(command: str, host_url: str, application_url: str, passthro
 class AppProcess:
     """One running application: its output is read line by line into ``sink`` on two daemon threads."""
 
-    def __init__(self, argv: list[str], sink: OutputSink):
+    def __init__(self, argv: list[str], sink: OutputSink, *, environment: Optional[dict[str, str]] = None,
+                 cwd: Optional[str] = None):
+        """``environment``: variables added to this process's own; ``cwd``: the working folder.
+
+        The parent-death signal fires when the *thread* that forks the child ends (:mod:`.lifeline`): start
+        an application from a thread that lives at least as long as the application (the main thread of
+        ``dicom-host run``, a job's thread in ``dicom-host worker``)."""
         self.argv = argv
+        env = {**os.environ, **environment} if environment else None
         try:
             self._popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, preexec_fn=dying_with(os.getpid()),
+                start_new_session=True, preexec_fn=dying_with(os.getpid()), env=env, cwd=cwd,
             )
         except OSError as exc:
-            raise LaunchError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+            where = f" in {cwd}" if cwd and isinstance(exc, FileNotFoundError) and exc.filename == cwd else ""
+            raise LaunchError(f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}") from None
         self._pidfd = _pidfd(self._popen.pid)
         self.started_at = time.monotonic()
         """When it was launched (``time.monotonic()``): the startup timeout counts from here."""
@@ -100,6 +108,11 @@ class AppProcess:
         self._popen.wait()
         self.drain_output(1.0)
         return how
+
+    def kill(self) -> None:
+        """SIGKILL to the process group, from any thread; the thread that runs the job sees the end and
+        reaps the process (:meth:`abort` is for that thread)."""
+        self._signal_group(signal.SIGKILL)
 
     def drain_output(self, timeout: float) -> None:
         """Wait until the application's last output lines have reached the sink (its pipes are closed)."""
