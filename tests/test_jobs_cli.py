@@ -81,7 +81,7 @@ def test_output_is_replaced_only_on_success(jobs_server, two_series, tmp_path):
     out = tmp_path / "results"
     first = submit(jobs_server.url, "--app", "mip", "--input", str(two_series), "--output", str(out))
     assert first.returncode == 0, first.stderr
-    assert "1 object in" in first.stdout
+    assert f"completed: 2 objects in {out}" in first.stdout  # a MIP per series
     before = sorted(p.name for p in out.iterdir())
     failed = submit(jobs_server.url, "--app", "failing", "--input", str(two_series), "--output", str(out))
     assert failed.returncode == EXIT_APP_FAILED, failed.stderr

@@ -267,9 +267,9 @@ def _conclude(client: JobsClient, job: dict, destination: Optional[Destination],
         if status == EXIT_OK:
             try:
                 destination.complete()
+                reason = _summary(destination.folder)
             except DestinationError as exc:
-                reason += f"; but {exc}"
-            summary = _summary(destination.folder)
+                reason = f"{_summary(destination.folder)}; but {exc}"
         elif not names:
             destination.abandon()
         else:
@@ -284,12 +284,15 @@ def _conclude(client: JobsClient, job: dict, destination: Optional[Destination],
 
 
 def _summary(folder: Path) -> str:
+    """What a completed job left in ``folder``, for the last line."""
     try:
         outputs = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("outputs") or []
     except (OSError, ValueError, AttributeError):
-        return f"; results in {folder}"
+        return f"results in {folder}"
     received = sum(1 for o in outputs if o.get("status") == "received")
-    return f"; {received} object{'s' if received != 1 else ''} in {folder}"
+    refused = len(outputs) - received
+    return (f"{received} object{'s' if received != 1 else ''} in {folder}"
+            + (f"; {refused} refused (see the warnings in {folder / MANIFEST_NAME})" if refused else ""))
 
 
 def _usage(message: str) -> int:

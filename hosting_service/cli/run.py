@@ -100,6 +100,9 @@ def add_parser(sub) -> None:
                    help="one task for all inputs (default), or one per patient, study or series")
     p.add_argument("--server", metavar="URL", help="use this running server instead of starting one")
     add_token_arguments(p)
+    p.add_argument("--lease", type=_seconds, metavar="S", default=defaults.instance_lease,
+                   help="with --server: the instance's lease, renewed every S/3 seconds while the run goes; the "
+                   f"server ends the instance of a run that is gone (default {defaults.instance_lease:g})")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="data dir of the server started for this run "
                    "(default: a temporary one, removed at the end)")
     p.add_argument("--output-semantics", choices=OUTPUT_SEMANTICS,
@@ -142,7 +145,7 @@ def run(args) -> int:
         admin_token=token, data_dir=args.data_dir, task_per=args.task_per, batch_size=args.batch_size,
         startup_timeout=args.startup_timeout, state_timeout=args.state_timeout, task_timeout=args.task_timeout,
         call_timeout=args.call_timeout, exit_grace=args.exit_grace, output_semantics=args.output_semantics,
-        trust_app_uris=trust_app_uris, output_models=args.output_models,
+        trust_app_uris=trust_app_uris, output_models=args.output_models, instance_lease=args.lease,
     )
     terminal = sys.stderr if sys.stderr.isatty() else None
     reporter = Reporter(json_stream=sys.stdout if args.json else None, terminal=terminal,

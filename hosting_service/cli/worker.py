@@ -69,8 +69,9 @@ def run(args) -> int:
     except (ValueError, TokenError) as exc:
         print(f"dicom-host worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dicom_host").setLevel(args.log_level.upper())  # the libraries' chatter stays out
     previous = {sig: signal.signal(sig, lambda signum, frame: worker.stop()) for sig in STOP_SIGNALS}
     try:
         return worker.run()

@@ -224,10 +224,13 @@ class Runner:
         return outcome
 
     def _summary(self, total: Received, destination: Destination) -> str:
-        text = f"{total.received} object{'s' if total.received != 1 else ''} in {destination.final}"
+        in_job = self.options.job is not None  # a worker's folder is its own; the job's results are on the server
+        text = f"{total.received} object{'s' if total.received != 1 else ''}" + ("" if in_job else
+                                                                                 f" in {destination.final}")
         if total.refused:
+            manifest = MANIFEST_NAME if in_job else destination.final / MANIFEST_NAME
             text += (f"; {total.refused} refused (outside the instance's output locations: see the warnings in "
-                     f"{destination.final / MANIFEST_NAME})")
+                     f"{manifest})")
         return text
 
     def _launch(self, job: Job, app_log: AppLog) -> Application:
