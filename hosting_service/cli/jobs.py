@@ -21,10 +21,9 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from hosting_service.admin.client import AdminError
-from hosting_service.admin.jobs_client import JobsClient
 from hosting_service.cli.exits import (
     EXIT_APP_FAILED,
     EXIT_CANCELED,
@@ -38,6 +37,9 @@ from hosting_service.cli.server_args import TokenError, add_server_arguments, ad
 from hosting_service.orchestration.destination import Destination, DestinationError
 from hosting_service.orchestration.manifest import MANIFEST_NAME
 from hosting_service.orchestration.progress import Reporter
+
+if TYPE_CHECKING:  # loaded when a job command runs, not by every dicom-host command
+    from hosting_service.admin.jobs_client import JobsClient
 
 JOB_STATES = ("queued", "running", "completed", "failed", "canceled")
 FINAL_STATES = frozenset({"completed", "failed", "canceled"})
@@ -112,6 +114,8 @@ def _option(text: str) -> tuple[str, Any]:
 
 
 def _client(args, command: str) -> Optional[JobsClient]:
+    from hosting_service.admin.jobs_client import JobsClient
+
     try:
         return JobsClient(args.server, token=admin_token(args))
     except (ValueError, TokenError) as exc:

@@ -25,7 +25,6 @@ import sys
 
 from hosting_service.cli.exits import EXIT_USAGE
 from hosting_service.cli.server_args import TokenError, add_server_arguments, admin_token
-from hosting_service.orchestration.jobworker import JobWorker, WorkerOptions
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -61,6 +60,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from hosting_service.orchestration.jobworker import JobWorker, WorkerOptions  # not for every dicom-host command
+
     try:
         token = admin_token(args)
         options = WorkerOptions(server=args.server, name=args.name, admin_token=token,
