@@ -261,3 +261,19 @@ def test_a_frontend_killed_mid_job_loses_nothing(postgres_server, series, tmp_pa
         stop(worker)
         for f in fronts:
             f.close()
+
+
+def test_a_worker_the_server_refuses_exits_at_once(jobs_server, tmp_path):
+    unknown = subprocess.run(dicom_host("worker", "--server", jobs_server.url, "--apps", "mip,nosuch"),
+                             capture_output=True, text=True, env=ENV, timeout=60)
+    assert unknown.returncode == 2 and "nosuch" in unknown.stderr, unknown.stderr
+    token_file = tmp_path / "token"
+    token_file.write_text("wrong")
+    guarded = HostServer(tmp_path / "guarded", ["--apps", str(tmp_path / "apps.toml")],
+                         env={"DICOM_HOST_ADMIN_TOKEN": "right"}).start()
+    try:
+        refused = subprocess.run(dicom_host("worker", "--server", guarded.url, "--admin-token-file", str(token_file)),
+                                 capture_output=True, text=True, env=ENV, timeout=60)
+        assert refused.returncode == 3 and "401" in refused.stderr, refused.stderr
+    finally:
+        guarded.close()

@@ -220,6 +220,9 @@ def _submit(client: JobsClient, args) -> int:
             return _usage(str(exc))
     try:
         job = client.submit(args.app, args.input, dict(args.option))
+    except KeyboardInterrupt:  # while uploading: nothing was queued
+        _abandon(destination)
+        raise
     except ValueError as exc:
         _abandon(destination)
         return _usage(str(exc))

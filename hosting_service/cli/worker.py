@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 
-from hosting_service.cli.exits import EXIT_USAGE
+from hosting_service.cli.exits import EXIT_OK, EXIT_SERVER, EXIT_USAGE
 from hosting_service.cli.server_args import TokenError, add_server_arguments, admin_token
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -75,7 +75,11 @@ def run(args) -> int:
     logging.getLogger("dicom_host").setLevel(args.log_level.upper())  # the libraries' chatter stays out
     previous = {sig: signal.signal(sig, lambda signum, frame: worker.stop()) for sig in STOP_SIGNALS}
     try:
-        return worker.run()
+        refused = worker.run()
     finally:
         for sig, earlier in previous.items():
             signal.signal(sig, earlier)
+    if refused is None:
+        return EXIT_OK
+    print(f"dicom-host worker: the server refuses to lease jobs: {refused}", file=sys.stderr)
+    return EXIT_SERVER if refused.status in (401, 403, 404) else EXIT_USAGE

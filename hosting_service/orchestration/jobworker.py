@@ -243,19 +243,26 @@ class JobWorker:
             else:
                 run.kill("the worker was stopped twice: the application was killed", Result.CANCELED)
 
-    def run(self) -> int:
-        """Lease and run jobs until :meth:`stop`; waits for the running jobs to finish. Returns 0."""
+    def run(self) -> Optional[AdminError]:
+        """Lease and run jobs until :meth:`stop`; waits for the running jobs to finish. Returns ``None``, or
+        the server's refusal of the lease call itself (a 4xx: an unknown app, a bad name, a refused token),
+        which asking again cannot change."""
         for folder in remove_stale(self.options.temp_root):
             log.info("removed %s (its process is gone)", folder)
         log.info("worker %s: leasing jobs from %s (concurrency %d%s)", self.options.name, self.options.server,
                  self.options.concurrency, f", apps {','.join(self.options.apps)}" if self.options.apps else "")
         failing = False
+        refused: Optional[AdminError] = None
         while not self.stops:
             if not self._await_slot():
                 break
             try:
                 grant = self.client.lease(self.options.name, wait=self.options.lease_wait, apps=self.options.apps)
             except AdminError as exc:
+                if exc.status is not None and 400 <= exc.status < 500:
+                    refused = exc
+                    self.stop()
+                    break
                 if not failing:
                     log.warning("leasing failed: %s (trying again every %g s)", exc, RETRY_SECONDS)
                 failing = True
@@ -270,7 +277,7 @@ class JobWorker:
             self._start(grant)
         self._await_all()
         self.client.close()
-        return 0
+        return refused
 
     def _start(self, grant: dict) -> None:
         run = JobRun(self, grant)
