@@ -165,7 +165,11 @@ class Settings:
     """Open client connections one server worker process holds at most; more wait in the listen queue."""
 
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
-    """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
+    """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``), or
+    ``postgresql://user:password@host:port/database`` (any libpq URL) for a store several frontends share."""
+
+    store_pool_size: int = field(default=8, metadata={"env": "STORE_POOL_SIZE", "parse": int})
+    """PostgreSQL store: connections each server process keeps at most (its threads wait for a free one)."""
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -185,6 +189,8 @@ class Settings:
         settings = cls(**values)
         if settings.read_timeout <= 0 or settings.max_connections <= 0:
             raise ValueError(f"{ENV_PREFIX}READ_TIMEOUT and {ENV_PREFIX}MAX_CONNECTIONS must be positive")
+        if settings.store_pool_size <= 0:
+            raise ValueError(f"{ENV_PREFIX}STORE_POOL_SIZE must be positive")
         return settings
 
     @property

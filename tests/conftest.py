@@ -42,6 +42,8 @@ class HostServer:
     env: dict[str, str] = field(default_factory=dict)
     data_dir_option: bool = True
     """False: no ``--data-dir`` (the server takes ``DICOM_HOST_DATA_DIR`` from ``env``)."""
+    store: Optional[str] = None
+    """The store URL (``DICOM_HOST_STORE``); ``None``: the default SQLite file in the data dir."""
     listener: Optional[socket.socket] = None
     process: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
@@ -68,7 +70,8 @@ class HostServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"fd://{fd}",
                  *(["--data-dir", str(self.data_dir)] if self.data_dir_option else []), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **self._store_env()},
+                start_new_session=True,
                 pass_fds=(fd,),
             )
         deadline = time.monotonic() + 30
@@ -81,6 +84,9 @@ class HostServer:
             except requests.RequestException:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not come up:\n{self.log()}")
+
+    def _store_env(self) -> dict[str, str]:
+        return {} if self.store is None else {"DICOM_HOST_STORE": self.store}
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -119,14 +125,45 @@ def host_server(tmp_path_factory) -> HostServer:
 def server_factory(tmp_path):
     servers: list[HostServer] = []
 
-    def make(*args: str, env: Optional[dict] = None, name: str = "data") -> HostServer:
-        server = HostServer(tmp_path / name, list(args), dict(env or {})).start()
+    def make(*args: str, env: Optional[dict] = None, name: str = "data", store: Optional[str] = None) -> HostServer:
+        server = HostServer(tmp_path / name, list(args), dict(env or {}), store=store).start()
         servers.append(server)
         return server
 
     yield make
     for s in servers:
         s.close()
+
+
+# --- store backends: a throwaway PostgreSQL for the session, a fresh database per test ---------------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of this session (tests/postgres.py), stopped at its end, also after failures."""
+    from postgres import ThrowawayPostgres, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; .ci/run installs the "
+                    "Debian package postgresql)")
+    server = ThrowawayPostgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """The URL of the session server's maintenance database (superuser, loopback, no password)."""
+    return postgres_server.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A store URL for a fresh, empty store of each backend: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres_server").create_database()
 
 
 # --- raw SOAP -------------------------------------------------------------------------------------------

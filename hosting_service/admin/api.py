@@ -25,7 +25,7 @@ from hosting_service.ports import free_loopback_port
 from hosting_service.tokens import new_token
 from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
-from hosting_service.store import Instance, InstanceEnded, SQLiteStore
+from hosting_service.store import Instance, InstanceEnded, Store
 
 log = logging.getLogger("dicom_host.admin")
 
@@ -61,7 +61,7 @@ class _Reply(Exception):
 class AdminApi:
     """WSGI application for every path under ``/admin/``."""
 
-    def __init__(self, store: SQLiteStore, settings: Settings, outputs):
+    def __init__(self, store: Store, settings: Settings, outputs):
         self.store = store
         self.settings = settings
         self.outputs = outputs
