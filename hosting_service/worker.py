@@ -13,7 +13,8 @@ unanswered for as long as they keep their connections open. This worker reads in
   is read: its body (up to gigabytes) is streamed to disk by :mod:`hosting_service.outputs.body`, which
   gives up on a body that pauses longer than the same timeout. Every request under ``/outputs/`` (uploads,
   and downloads of what was uploaded) runs on a pool of its own, the bulk pool: slow uploaders or readers
-  can only make other bulk transfers wait, never a SOAP call.
+  can only make other bulk transfers wait, never a SOAP call. Job submissions (``POST /admin/jobs``) and job
+  results (``PUT``/``GET /admin/jobs/<id>/results``) are bulk transfers too (:mod:`hosting_service.jobs.uploads`).
 * bodies larger than the SOAP limit, and everything a thread still reads from or writes to the socket,
   are bounded by timeouts on the socket itself (``SO_RCVTIMEO``, ``SO_SNDTIMEO``), whatever code does it.
 * a worker holds at most ``DICOM_HOST_MAX_CONNECTIONS`` connections (gunicorn's ``worker_connections``:
@@ -29,6 +30,7 @@ TLS is not supported by this worker (the poller reads raw bytes): terminate TLS 
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import socket
 import struct
@@ -47,6 +49,9 @@ HEAD_LIMIT = 64 << 10
 """Largest request head (request line and headers) read in the poller; beyond it: ``431``."""
 _RECV = 256 << 10
 _BULK_PREFIX = b"/outputs/"
+_JOB_TRANSFER = re.compile(rb"^/admin/jobs(?:/[A-Za-z0-9_-]{1,128}/results)?/?(?:\?.*)?$")
+"""Job submissions (``POST /admin/jobs``, a tar of inputs) and a job's results (``PUT``/``GET
+/admin/jobs/<id>/results``): bulk transfers like the uploads to output locations."""
 
 
 class PollerReadWorker(ThreadWorker):
@@ -215,7 +220,8 @@ class _Reading:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
-        self.bulk = target.startswith(_BULK_PREFIX)
+        job_transfer = _JOB_TRANSFER.match(target) is not None and (method != b"GET" or target.endswith(b"/results"))
+        self.bulk = target.startswith(_BULK_PREFIX) or job_transfer
         if self.bulk and method in (b"PUT", b"POST"):
             return _COMPLETE  # an upload: its body is streamed to disk by the thread
         body = len(self.data) - (end + 4)

@@ -33,6 +33,11 @@ APP_NS = "http://dicom.nema.org/PS3.19/ApplicationService-20100825"
 ARRAYS_NS = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
 
 
+INPUT_PATHS_ANYWHERE = {"DICOM_HOST_INPUT_ROOTS": "/"}
+"""Test servers offer inputs by path from anywhere, as ``dicom-host run``'s own server does (tests of the
+default, none, pass ``env={"DICOM_HOST_INPUT_ROOTS": ""}``)."""
+
+
 @dataclass
 class HostServer:
     """A ``dicom-host serve`` process and what tests need to talk to it."""
@@ -70,7 +75,8 @@ class HostServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"fd://{fd}",
                  *(["--data-dir", str(self.data_dir)] if self.data_dir_option else []), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **self._store_env()},
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **INPUT_PATHS_ANYWHERE, **self.env, **self._store_env()},
                 start_new_session=True,
                 pass_fds=(fd,),
             )

@@ -55,6 +55,11 @@ def add_parser(sub) -> None:
     p.add_argument("--store", metavar="URL",
                    help="session store: sqlite:///PATH (default <data dir>/store.sqlite3) or postgresql://... "
                         "(one database several servers share)")
+    p.add_argument("--apps", metavar="FILE", help="the app registry (TOML): the applications jobs may run "
+                   "(checked at start-up)")
+    p.add_argument("--input-roots", metavar="DIR[:DIR...]",
+                   help="folders on this server whose files the admin API may offer as inputs by path "
+                        "(default: none; job inputs are uploaded)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -64,7 +69,7 @@ _OPTION_VARIABLES = [("data_dir", "DATA_DIR"), ("admin_token", "ADMIN_TOKEN"), (
                      ("output_semantics", "OUTPUT_SEMANTICS"), ("output_retention", "OUTPUT_RETENTION"),
                      ("upload_quota", "UPLOAD_QUOTA"), ("upload_max_request", "UPLOAD_MAX_REQUEST"),
                      ("read_timeout", "READ_TIMEOUT"), ("max_connections", "MAX_CONNECTIONS"),
-                     ("store", "STORE")]
+                     ("store", "STORE"), ("apps", "APPS"), ("input_roots", "INPUT_ROOTS")]
 
 
 def _settings_env(args) -> dict[str, str]:
@@ -110,6 +115,7 @@ def _public_url(sock: socket.socket) -> str:
 
 
 def run(args) -> int:
+    from hosting_service.jobs.registry import load_registry
     from hosting_service.store import StoreError, open_store
 
     try:
@@ -119,6 +125,9 @@ def run(args) -> int:
         env[ENV_PREFIX + "PUBLIC_URL"] = args.public_url or env.get(ENV_PREFIX + "PUBLIC_URL") or _public_url(sock)
         settings = Settings.from_env(env)
         env[ENV_PREFIX + "DATA_DIR"] = str(settings.data_dir.resolve())  # the workers may change folder
+        if settings.apps_file is not None:
+            env[ENV_PREFIX + "APPS"] = str(settings.apps_file.resolve())
+        load_registry(settings)  # a mistake in the app registry stops the start, naming file, entry and field
         open_store(Settings.from_env(env)).close()  # migrate once, before the workers race for it
     except (ValueError, OSError, StoreError) as exc:
         print(f"dicom-host serve: {exc}", file=sys.stderr)

@@ -86,7 +86,8 @@ class EmbeddedServer:
                 "--bind", f"fd://{fd}", "--public-url", self.url,
                 "--data-dir", str(self.data_dir), "--workers", "1", "--log-level", self.log_level]
         with open(self.log_path, "ab") as log:
-            env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token}  # not in argv, where ps shows it
+            env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token,  # not in argv, where ps shows it
+                   "DICOM_HOST_INPUT_ROOTS": "/"}  # the run's inputs are on this machine, wherever they are
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              env=env, start_new_session=True, pass_fds=(fd,),
                                              preexec_fn=dying_with(os.getpid()))
