@@ -248,6 +248,11 @@ def test_a_frontend_killed_mid_job_loses_nothing(postgres_server, series, tmp_pa
     try:
         job_id = submitted(fronts[0].url, "pause", series)
         running_app(admin, job_id)
+        instance = admin.job(job_id)["instanceId"]
+        # killed while the application works (its inputs fetched): no request of its own is in flight then,
+        # as a killed frontend's requests in flight are lost, behind a load balancer too
+        wait_for("the inputs fetched", lambda: admin.events(instance, kinds=["locator"])[0], 20, 0.05)
+        time.sleep(0.5)
         os.killpg(fronts[0].process.pid, signal.SIGKILL)
         fronts[0].process.wait()
         job = final(admin, job_id, 60)
