@@ -92,6 +92,10 @@ def measure(label: str, store: str, args, inputs: Path) -> dict:
             turnaround = [j["finishedAt"] - j["createdAt"] for j in jobs.values()]
             queued = [j["startedAt"] - j["createdAt"] for j in jobs.values()]
             run = [j["finishedAt"] - j["startedAt"] for j in jobs.values()]
+        except BaseException:
+            print(f"{label}: the server's log ends with:\n{(work / 'server.log').read_text()[-3000:]}", file=sys.stderr)
+            raise
+        else:
             return {"label": label, "jobs": args.jobs, "seconds": elapsed, "per_minute": args.jobs / elapsed * 60,
                     "submit": submitted, "turnaround": statistics.median(turnaround),
                     "queued": statistics.median(queued), "run": statistics.median(run)}
