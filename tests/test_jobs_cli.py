@@ -109,6 +109,7 @@ def test_cancel_of_a_running_job(jobs_server, two_series):
     assert done.returncode == 0 and "cancel requested" in done.stdout, done.stderr
     final = wait_for("the job's end", lambda: (j := admin.job(job["id"]))["state"] != "running" and j, 40)
     assert (final["state"], final["result"]) == ("canceled", "canceled"), final
+    assert "admin API" in final["reason"]
     wait_for("the application's end", lambda: not alive(pid), 10)
     states = [e["data"]["to"] for e in admin.events(instance, kinds=["state"])[0]]
     assert states[-3:] == ["CANCELED", "IDLE", "EXIT"]  # canceled the standard way, not killed

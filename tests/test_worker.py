@@ -26,6 +26,8 @@ APPS = {
     "mip": app_entry("client.examples.mip_app", args=["--output-protocols", "http:"]),
     "slow": app_entry("client.examples.misbehaving_app", args=["--process-seconds", "60"]),
     "slowretry": app_entry("client.examples.misbehaving_app", args=["--process-seconds", "6"], retries=1),
+    "stubborn": app_entry("client.examples.misbehaving_app", args=["--process-seconds", "60", "--ignore-request",
+                                                                   "CANCELED"]),
 }
 
 
@@ -113,12 +115,33 @@ def test_sigterm_cancels_running_jobs_then_the_worker_exits(jobs_server, series,
         assert time.monotonic() - started < 30
         job = admin.job(job_id)
         assert (job["state"], job["result"]) == ("canceled", "canceled"), job
+        assert "the worker was stopped" in job["reason"]
         assert not alive(pid)
         states = [e["data"]["to"] for e in admin.events(job["instanceId"], kinds=["state"])[0]]
         assert states[-3:] == ["CANCELED", "IDLE", "EXIT"]
         assert not list(temp.glob("dicom-host-worker-*"))  # removed at the job's end
         manifest = job["manifest"]
         assert manifest and manifest["outcome"]["result"] == "canceled"  # uploaded before the finish
+    finally:
+        stop(worker)
+
+
+def test_a_second_sigterm_kills_applications_that_do_not_cancel(jobs_server, series, tmp_path):
+    worker = start_worker(jobs_server.url, log=tmp_path / "worker.log")
+    admin = JobsClient(jobs_server.url)
+    try:
+        job_id = submitted(jobs_server.url, "stubborn", series)
+        pid = running_app(admin, job_id)
+        worker.send_signal(signal.SIGTERM)
+        wait_for("the cancel asked", lambda: any(e["data"].get("state") == "CANCELED" for e in admin.events(
+            admin.job(job_id)["instanceId"], kinds=["requested"])[0]), 20)
+        assert alive(pid) and worker.poll() is None  # it says yes to CANCELED and goes on working
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0, (tmp_path / "worker.log").read_text()
+        assert not alive(pid)
+        job = admin.job(job_id)
+        assert (job["state"], job["result"]) == ("canceled", "canceled"), job
+        assert "killed" in job["reason"] and job["manifest"]["outcome"]["reason"] == job["reason"]
     finally:
         stop(worker)
 

@@ -120,17 +120,19 @@ class JobRun:
         self.lost: Optional[str] = None
         """Why the lease was lost (the job is abandoned), once it was."""
         self._renewed = time.monotonic()
-        self._cancel_pending = False
+        self._cancel_reason: Optional[str] = None
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"job-{self.job_id}")
 
     # --- controls (any thread) ----------------------------------------------------------------------------
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str) -> None:
         """Cancel the task gracefully (as a first Ctrl-C does to ``dicom-host run``)."""
         with self._lock:
-            self._cancel_pending = True
+            if self._cancel_reason is None:
+                self._cancel_reason = reason
             if self.runner is not None:
+                self.runner.cancel_reason = self._cancel_reason
                 self.runner.cancel_requested.set()
 
     def kill(self, why: str, result: Result) -> None:
@@ -166,7 +168,8 @@ class JobRun:
         runner = Runner(options, Reporter())
         with self._lock:
             self.runner = runner
-            if self._cancel_pending:
+            if self._cancel_reason is not None:
+                runner.cancel_reason = self._cancel_reason
                 runner.cancel_requested.set()
         if self.lost is not None:
             runner.abort(self.lost, Result.SERVER)
@@ -213,7 +216,7 @@ class JobRun:
             return True
         self._renewed = time.monotonic()
         if answer and answer.get("cancelRequested"):
-            self.cancel()
+            self.cancel("canceled through the admin API (dicom-host cancel)")
         return True
 
     def _lose(self, why: str) -> None:
@@ -239,7 +242,7 @@ class JobWorker:
             self._changed.notify_all()
         for run in runs:
             if self.stops == 1:
-                run.cancel()
+                run.cancel("canceled: the worker was stopped (SIGTERM, SIGHUP or Ctrl-C)")
             else:
                 run.kill("the worker was stopped twice: the application was killed", Result.CANCELED)
 

@@ -61,6 +61,8 @@ class Runner:
         self.reporter = reporter
         self.cancel_requested = threading.Event()
         """Set by the CLI on the first Ctrl-C (or SIGTERM, SIGHUP): the job is canceled gracefully."""
+        self.cancel_reason: Optional[str] = None
+        """Why, when someone else than the user at the terminal asked (set before :attr:`cancel_requested`)."""
         self._started_at = time.time()
         self._lock = threading.Lock()
         self._process: Optional[AppProcess] = None
@@ -207,8 +209,8 @@ class Runner:
             with contextlib.suppress(AdminError):  # the details go to the instance history, not the terminal
                 admin.add_event(job.instance_id, "internal", {"traceback": traceback.format_exc()})
             outcome = Outcome(Result.INTERNAL, f"internal error in dicom-host ({type(exc).__name__}: {exc})")
-        if self._aborted is not None:
-            outcome = Outcome(self._aborted.result, self._aborted.reason)
+        if outcome.result is Result.CANCELED and self.cancel_reason:
+            outcome = Outcome(Result.CANCELED, self.cancel_reason)
         self._finish(job, app, app_log, outcome)
         for closable in (retrieval, app):
             if closable is not None:
@@ -293,6 +295,8 @@ class Runner:
                 app.hard_abort("second interrupt")
             app.process.drain_output(1.0)
             job.manifest.app["exit"] = app.process.describe_exit()
+        if self._aborted is not None:  # killed from another thread, before or while it was brought down
+            outcome.result, outcome.reason = self._aborted.result, self._aborted.reason
         app_log.close()
         app_log.admin.close()
         job.manifest.milestone("end")
