@@ -38,8 +38,12 @@ def two_series(tmp_path_factory) -> Path:
 def jobs_server(tmp_path_factory):
     """A server with the registry of :data:`APPS` and a worker running two jobs at once."""
     root = tmp_path_factory.mktemp("jobs")
-    registry = write_registry(root / "apps.toml", APPS)
+    (root / "appwork").mkdir()
+    apps = {**APPS, "slow": {**APPS["slow"], "environment": {"JOB_TEST_MARK": "from-the-registry"},
+                             "working_dir": str(root / "appwork")}}
+    registry = write_registry(root / "apps.toml", apps)
     server = HostServer(root / "data", ["--apps", str(registry)]).start()
+    server.app_folder = root / "appwork"
     worker = start_worker(server.url, "--concurrency", "2", "--name", "cli-worker", log=root / "worker.log")
     server.worker_log = root / "worker.log"
     yield server
@@ -105,6 +109,9 @@ def test_cancel_of_a_running_job(jobs_server, two_series):
     wait_for("the application's INPROGRESS", lambda: admin.instance(instance)["state"] == "INPROGRESS", 30)
     pid = app_pid(admin, instance)
     assert pid and alive(pid)
+    # the registry entry's environment and working folder
+    assert b"JOB_TEST_MARK=from-the-registry" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert Path(f"/proc/{pid}/cwd").resolve() == jobs_server.app_folder.resolve()
     done = cli("cancel", job["id"], "--server", jobs_server.url)
     assert done.returncode == 0 and "cancel requested" in done.stdout, done.stderr
     final = wait_for("the job's end", lambda: (j := admin.job(job["id"]))["state"] != "running" and j, 40)
