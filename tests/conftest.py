@@ -5,6 +5,11 @@ take the port, also not across a restart.
 
 * ``host_server``: one server for the whole session (2 gthread workers); tests create their own instances.
 * ``server_factory``: start more servers with other options; each can ``restart()`` on the same data dir.
+* ``postgres_url``, ``store_url``: a throwaway PostgreSQL for the session (``tests/postgres.py``), and a fresh
+  store of each backend per test.
+
+``DICOM_HOST_TESTS_STORE=postgresql`` runs the servers of ``host_server`` and ``server_factory`` on a fresh
+PostgreSQL database each (default: their SQLite file), so any server-level test can be run on PostgreSQL.
 """
 from __future__ import annotations
 
@@ -120,18 +125,33 @@ class HostServer:
         return self.admin.create_instance(**kwargs)
 
 
+def _default_store(request) -> Optional[str]:
+    """The store of the servers tests start when they name none (see the module docstring)."""
+    backend = os.environ.get("DICOM_HOST_TESTS_STORE", "sqlite")
+    if backend == "sqlite":
+        return None
+    if backend != "postgresql":
+        raise pytest.UsageError(f"DICOM_HOST_TESTS_STORE must be sqlite or postgresql, not {backend!r}")
+    return request.getfixturevalue("postgres_server").create_database()
+
+
 @pytest.fixture(scope="session")
-def host_server(tmp_path_factory) -> HostServer:
-    server = HostServer(tmp_path_factory.mktemp("host") / "data").start()
+def host_server(tmp_path_factory, request) -> HostServer:
+    server = HostServer(tmp_path_factory.mktemp("host") / "data", store=_default_store(request)).start()
     yield server
     server.close()
 
 
 @pytest.fixture
-def server_factory(tmp_path):
+def server_factory(tmp_path, request):
     servers: list[HostServer] = []
+    default_store: list[Optional[str]] = []
 
     def make(*args: str, env: Optional[dict] = None, name: str = "data", store: Optional[str] = None) -> HostServer:
+        if store is None:  # one database for every server of the test, as they share the data dir when they do
+            if not default_store:
+                default_store.append(_default_store(request))
+            store = default_store[0]
         server = HostServer(tmp_path / name, list(args), dict(env or {}), store=store).start()
         servers.append(server)
         return server

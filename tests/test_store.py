@@ -112,16 +112,20 @@ def test_ended_instances_accept_nothing(store):
         store.get_instance("0" * 32)
 
 
-def _hammer(url, data_dir, instance_id, n):
+def _hammer(url, data_dir, instance_id, n, barrier):
     store = open_url(url, data_dir)
+    barrier.wait(30)
     for k in range(n):
         store.add_event(instance_id, "log", {"k": k})
     store.close()
 
 
 def _run_processes(target, args, count: int, timeout: float = 90) -> None:
+    """``target(*args, barrier)`` in ``count`` fresh processes; each calls ``barrier.wait()`` when ready, so
+    that their contended part starts at once."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=args) for _ in range(count)]
+    barrier = ctx.Barrier(count)
+    procs = [ctx.Process(target=target, args=(*args, barrier)) for _ in range(count)]
     for p in procs:
         p.start()
     deadline = time.monotonic() + timeout
@@ -141,9 +145,10 @@ def test_several_processes_write_without_losing_anything(store, store_url, tmp_p
     assert [e.seq for e in events] == sorted({e.seq for e in events})  # unique, in order
 
 
-def _increment(url, data_dir, instance_id, n):
+def _increment(url, data_dir, instance_id, n, barrier):
     """Read-modify-write of one instance's row, as the outputs layer does, in keyed transactions."""
     store = open_url(url, data_dir)
+    barrier.wait(30)
     for _ in range(n):
         with store.transaction(key=instance_id) as db:
             row = db.execute("SELECT end_reason FROM instances WHERE id = ?", (instance_id,)).fetchone()
@@ -238,9 +243,10 @@ def test_each_migration_is_applied_once_even_by_processes_starting_together(stor
         assert db.execute("SELECT COUNT(*) AS n FROM extra").fetchone()["n"] == 1  # not applied twice
 
 
-def _migrate_with_extra(url, data_dir):
+def _migrate_with_extra(url, data_dir, barrier):
     """A new migration without IF NOT EXISTS: applying it twice would fail."""
     store = open_url(url, data_dir)
+    barrier.wait(30)
     extra = (len(MIGRATIONS) + 1, "test", "CREATE TABLE extra (id TEXT PRIMARY KEY); INSERT INTO extra VALUES ('x')")
     migrate(store, [*MIGRATIONS, extra])
     store.close()
@@ -330,3 +336,42 @@ def test_two_frontends_on_one_store_serve_one_instance(server_factory, store_url
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "created" and kinds[-1] == "ended" and "upload" in kinds and "output_location" in kinds
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() with the pool's threads running: on purpose
+def test_a_forked_process_never_uses_its_parents_connections(store):
+    """gunicorn forks its workers; a store used before a fork must not hand the child the parent's
+    connections (their protocol streams would interleave). Parent and child write at once; both succeed."""
+    i = _instance(store)
+    store.add_event(i.id, "log", {"who": "parent"})  # the parent's connection (pool) exists now
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=_write_events, args=(store, i.id, "child", 100))
+    child.start()
+    _write_events(store, i.id, "parent", 100)
+    child.join(60)
+    assert child.exitcode == 0
+    whom = [e.data["who"] for e in store.events(i.id, kinds=["log"])]
+    assert whom.count("child") == 100 and whom.count("parent") == 101
+
+
+def _write_events(store, instance_id, who, n):
+    for _ in range(n):
+        store.add_event(instance_id, "log", {"who": who})
+
+
+@pytest.mark.parametrize("url, says", [("mysql://db/x", "DICOM_HOST_STORE: unsupported store URL"),
+                                       ("postgresql://someone@127.0.0.1:1/x", "cannot be used")])
+def test_serve_refuses_a_store_it_cannot_use_before_starting(tmp_path, url, says):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", "127.0.0.1:0",
+                           "--data-dir", str(tmp_path / "data"), "--store", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_a_bad_pool_size_is_refused_by_name(value):
+    with pytest.raises(ValueError, match="DICOM_HOST_STORE_POOL_SIZE"):
+        Settings.from_env({"DICOM_HOST_STORE_POOL_SIZE": value})

@@ -1,11 +1,12 @@
 """The models of every instance: built by GetAsModels, queried, released; their bulk data served by GetData.
 
 **Where things are.** A model's record and its bulk-data records live in the store (tables ``models``
-and ``model_bulk_data``, created by :mod:`hosting_service.store.schema`), so any gunicorn worker can answer for any model; its XML is written, in its
-namespace, to ``<instance work area>/delivery-cache/models/<call uuid>.xml`` (the models of one call one
-after the other; the store keeps each one's offset and length) and each worker keeps the
-query views of recently used models in a bounded cache (:data:`CACHE_BUDGET` bytes of XML). A worker
-that has not built a model parses the file on first use. Every lookup is by instance and UUID together:
+and ``model_bulk_data``, created by :mod:`hosting_service.store.schema`), so any gunicorn worker can answer
+for any model; its XML is written, in its namespace, to
+``<instance work area>/delivery-cache/models/<call uuid>.xml`` (the models of one call one after the other;
+the store keeps each one's offset and length) and each worker keeps the query views of recently used
+models in a bounded cache (:data:`CACHE_BUDGET` bytes of XML). A worker that has not built a model parses
+the file on first use. Every lookup is by instance and UUID together:
 one application can never name another's model or bulk data.
 
 **Lifetime.** ReleaseModels marks models released and deletes their XML (a file once all its models
@@ -312,12 +313,12 @@ class ModelRegistry:
         with self._store.transaction(key=instance_id) as db:
             self._store.check_still(db, instance_id, "GetAsModels")  # the store's own re-check, in this transaction
             db.executemany(
-                "INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, \"offset\", length, sources, "
+                'INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, "offset", length, sources, '
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(m.uuid, instance_id, class_uid, infoset, str(path), offset, length, json.dumps(m.sources), now)
                  for m, (offset, length) in zip(built, spans)])
             db.executemany(
-                "INSERT INTO model_bulk_data (uuid, instance_id, model, path, \"offset\", length, transfer_syntax, frame)"
+                'INSERT INTO model_bulk_data (uuid, instance_id, model, path, "offset", length, transfer_syntax, frame)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(b.uuid, instance_id, m.uuid, b.path, b.offset, b.length, b.transfer_syntax, b.frame)
                  for m in built for b in m.bulk])

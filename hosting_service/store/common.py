@@ -294,7 +294,8 @@ class SQLStore(ABC):
                     f"DELETE FROM locators WHERE instance_id = ? AND locator IN ({placeholders(chunk)})",
                     [instance_id, *chunk],
                 ).rowcount
-            self.write_event(db, instance_id, "released", {"count": count, "requested": len(ids), "reason": "ReleaseData"}, now)
+            self.write_event(db, instance_id, "released",
+                             {"count": count, "requested": len(ids), "reason": "ReleaseData"}, now)
         return count
 
     def active_locators(self, instance_id: str) -> list[Locator]:
@@ -302,7 +303,8 @@ class SQLStore(ABC):
             rows = db.execute(
                 "SELECT * FROM locators WHERE instance_id = ? ORDER BY created_at, locator", (instance_id,)
             ).fetchall()
-        return [Locator(r["locator"], r["instance_id"], r["source"], r["uri"], r["path"], r["created_at"]) for r in rows]
+        return [Locator(r["locator"], r["instance_id"], r["source"], r["uri"], r["path"], r["created_at"])
+                for r in rows]
 
     # --- host as recipient ----------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@ one database.
 
 Each process has its own ``psycopg_pool.ConnectionPool`` (at most ``DICOM_HOST_STORE_POOL_SIZE``
 connections), opened on first use: gunicorn forks its workers from a master that has used none, and a
-process that finds a pool made by its parent (a fork after use) opens a new one rather than touch the
-parent's sockets. Transactions are READ COMMITTED; one given a ``key`` (an instance id) first takes
+process that finds a pool made by its parent (a fork after use) opens a new one and leaves the parent's
+alone. Transactions are READ COMMITTED; one given a ``key`` (an instance id) first takes
 ``pg_advisory_xact_lock(hashtextextended(key, 0))``, so the read-modify-writes of one instance never
 interleave, across processes and machines, while other instances proceed in parallel.
 """
@@ -74,7 +74,6 @@ class PostgresStore(SQLStore):
         self._pool: Optional[ConnectionPool] = None
         self._pool_pid = 0
         self._pool_lock = threading.Lock()
-        self._inherited: list[ConnectionPool] = []
         self._local = threading.local()
         try:
             # a first connection of its own: an unreachable server or a refused login is reported at once,
@@ -93,10 +92,9 @@ class PostgresStore(SQLStore):
         if pool is not None and self._pool_pid == os.getpid():
             return pool
         with self._pool_lock:
-            if self._pool is not None and self._pool_pid != os.getpid():
-                # made by the parent before a fork: its sockets are the parent's, so this process never
-                # uses or closes them (closing would end the parent's sessions); it only keeps the object
-                self._inherited.append(self._pool)
+            if self._pool_pid != os.getpid():
+                # none yet, or made by the parent before a fork: the parent's sockets are never used here, and
+                # dropping the object closes nothing (psycopg finishes a connection only in its own process)
                 self._pool = None
             if self._pool is None:
                 self._pool = ConnectionPool(

@@ -171,11 +171,7 @@ def migrate(store: SQLStore, migrations: list[tuple[int, str, str]] = MIGRATIONS
 
 def _applied(store: SQLStore, db) -> set[int]:
     """The versions recorded (none when the table does not exist yet)."""
-    if store.dialect.name == "sqlite":
-        exists = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
-    else:
-        exists = db.execute("SELECT to_regclass('schema_version') AS name").fetchone()["name"]
-    if not exists:
+    if db.execute(store.dialect.table_exists, ("schema_version",)).fetchone() is None:
         return set()
     return {row["version"] for row in db.execute("SELECT version FROM schema_version")}
 

@@ -6,6 +6,7 @@ of each process has its own connection. State survives a restart because there i
 """
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -40,13 +41,15 @@ class SQLiteStore(SQLStore):
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
-        if db is None:
+        if db is None or self._local.pid != os.getpid():
+            # none yet, or one made before a fork: SQLite connections must not cross a fork, so the parent's
+            # is left alone (not closed: that would release the parent's locks) and a new one made
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.row_factory = _mapping
             db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
-            self._local.db = db
+            self._local.db, self._local.pid = db, os.getpid()
         return db
 
     @contextmanager
