@@ -116,4 +116,6 @@ class HostingApp:
 def create_app(settings: Optional[Settings] = None) -> HostingApp:
     """The gunicorn entry point: ``gunicorn 'hosting_service.app:create_app()'``."""
     configure_logging()
-    return HostingApp(settings or Settings.from_env())
+    app = HostingApp(settings or Settings.from_env())
+    app.admin.jobs.reaper.ensure_started()  # gunicorn calls this in each worker, after the fork
+    return app

@@ -8,9 +8,10 @@ import hashlib
 import http.client
 import io
 import json
+import os
 import tarfile
+import threading
 import time
-from pathlib import Path
 from typing import Optional
 
 import pytest
@@ -42,6 +43,8 @@ command = ["true"]
 [apps.strict]
 command = ["true"]
 file_uris = false
+[apps.many]
+command = ["true"]
 """
 
 
@@ -259,6 +262,33 @@ def test_max_running_is_respected(server):
     assert lease(server, "capped", wait=5)["job"]["id"] == second["id"]
 
 
+def test_concurrent_workers_lease_each_job_once(server):
+    submitted = {submit(server, "many", {f"inputs/{n}": b"x"})["id"] for n in range(12)}
+    taken: list[str] = []
+
+    def worker(name: str) -> None:
+        while (leased := lease(server, "many", worker=name)) is not None:
+            taken.append(leased["job"]["id"])
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(taken) == sorted(submitted)
+
+
+def test_events_are_long_polled(server):
+    job = submit(server, "many", {"inputs/x": b"x"})
+    started = time.monotonic()
+    timer = threading.Timer(0.5, lambda: call(server, "POST", f"/jobs/{job['id']}/cancel"))
+    timer.start()
+    answer = call(server, "GET", f"/jobs/{job['id']}/events", params={"after": 1, "wait": 20}).json()
+    timer.join()
+    assert 0.4 < time.monotonic() - started < 10
+    assert [e["kind"] for e in answer["events"]] == ["canceled"] and answer["last"] == 2
+
+
 # --- leases that expire ------------------------------------------------------------------------------------------
 
 def test_an_expired_lease_requeues_then_fails_the_job_and_ends_its_instance(short_leases):
@@ -338,6 +368,7 @@ BAD_TARS = {
     "path traversal": (make_tar({"app": "mip"}, {"inputs/../../escape": b"x"}), 400, "'..' segments"),
     "absolute path": (make_tar({"app": "mip"}, {"/etc/cron.d/x": b"x"}), 400, "relative"),
     "outside inputs": (make_tar({"app": "mip"}, {"other/x": b"x"}), 400, "inside inputs/"),
+    "a file named inputs": (make_tar({"app": "mip"}, {"inputs": b"x"}), 400, "inside inputs/"),
     "link member": (make_tar({"app": "mip"}, {"inputs/a": b"a"}, extra=(_symlink(),)), 400,
                     "'inputs/passwd' is a symbolic link"),
     "twice the same name": (make_tar({"app": "mip"}, [("inputs/a", b"a"), ("inputs/a", b"b")]), 400, "appears twice"),
@@ -434,6 +465,35 @@ def test_json_submissions(server):
     escape = call(server, "POST", "/jobs", {"app": "mip", "paths": [str(allowed / ".." / "data")]})
     assert escape.status_code == 403
 
+    leased = lease(server, "once")
+    assert leased["job"]["id"] == job.json()["id"]
+    instance = call(server, "POST", "/instances", {"job": {"id": job.json()["id"], "lease": leased["lease"]}}).json()
+    offered = call(server, "POST", f"/instances/{instance['id']}/inputs", {"job": job.json()["id"]})
+    assert offered.status_code == 200 and offered.json()["count"] == 1, offered.text
+    other = call(server, "POST", "/instances", {}).json()
+    assert call(server, "POST", f"/instances/{other['id']}/inputs", {"job": job.json()["id"]}).status_code == 409
+    call(server, "POST", f"/jobs/{job.json()['id']}/finish", {"lease": leased["lease"], "result": "completed"})
+
+
+def test_results_are_checked_and_replaced_whole(server):
+    job = submit(server, "trip", {"inputs/x": b"x"})
+    token = lease(server, "trip")["lease"]
+
+    def put(files: dict) -> requests.Response:
+        return requests.put(f"{server.url}/admin/jobs/{job['id']}/results", params={"lease": token},
+                            data=make_tar(None, files), headers=TAR, timeout=30)
+
+    assert put({"manifest.json": b"{}", "outputs/a": b"a"}).status_code == 204
+    refused = put({"manifest.json": b"{}", "../../b": b"b"})
+    assert refused.status_code == 400 and "'..' segments" in refused.json()["error"]
+    assert set(untar(call(server, "GET", f"/jobs/{job['id']}/results").content)) == {"manifest.json", "outputs/a"}
+    assert put({"manifest.json": b'{"second": true}'}).status_code == 204
+    got = untar(call(server, "GET", f"/jobs/{job['id']}/results").content)
+    assert set(got) == {"manifest.json"} and call(server, "GET", f"/jobs/{job['id']}").json()["manifest"] == {
+        "second": True}
+    assert not [p for p in (server.data_dir / "jobs" / job["id"]).iterdir() if p.name.startswith(".")]
+    call(server, "POST", f"/jobs/{job['id']}/finish", {"lease": token, "result": "completed"})
+
 
 def test_a_served_deployment_offers_no_server_paths_by_default(server_factory, tmp_path):
     server = server_factory(env={"DICOM_HOST_INPUT_ROOTS": ""})
@@ -442,3 +502,30 @@ def test_a_served_deployment_offers_no_server_paths_by_default(server_factory, t
     r = requests.post(f"{server.url}/admin/instances/{instance['id']}/inputs", json={"paths": [str(tmp_path)]},
                       timeout=10)
     assert r.status_code == 403 and "DICOM_HOST_INPUT_ROOTS" in r.json()["error"]
+
+
+def test_uploads_a_killed_server_left_unfinished_are_swept(server_factory, tmp_path):
+    jobs = tmp_path / "data" / "jobs"
+    stale, live = jobs / ".incoming-stale" / "inputs", jobs / ".incoming-live" / "inputs"
+    for folder in (stale, live):
+        folder.mkdir(parents=True)
+        (folder / "part").write_bytes(b"x")
+    two_hours_ago = time.time() - 7200
+    for path in (stale / "part", stale, stale.parent):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    server_factory()
+    wait_for(lambda: not stale.parent.exists(), timeout=20)
+    assert (live / "part").exists()
+
+
+def test_input_roots_given_to_serve_allow_paths_below_them_only(server_factory, tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "in.txt").write_text("x")
+    server = server_factory("--input-roots", f"{tmp_path / 'elsewhere'}:{allowed}", env={"DICOM_HOST_INPUT_ROOTS": ""})
+    instance = server.create_instance()
+    url = f"{server.url}/admin/instances/{instance['id']}/inputs"
+    assert requests.post(url, json={"paths": [str(allowed)]}, timeout=10).json()["count"] == 1
+    assert requests.post(url, json={"paths": [str(tmp_path)]}, timeout=10).status_code == 403
+    (allowed / "link").symlink_to(tmp_path)
+    assert requests.post(url, json={"paths": [str(allowed / "link")]}, timeout=10).status_code == 403

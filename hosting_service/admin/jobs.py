@@ -44,7 +44,6 @@ from hosting_service.jobs.records import (
     STATES,
     Job,
     JobConflict,
-    JobNotFound,
     JobStore,
 )
 from hosting_service.jobs.registry import AppRegistry, AppSpec, UnknownApp, load_registry
@@ -61,7 +60,8 @@ MAX_LIST = 1000
 MAX_LEASE_WAIT = 30.0
 MAX_INSTANCE_LEASE = 3600.0
 MAX_LABEL = 200
-_LEASE_POLL_FIRST, _LEASE_POLL_LATER = 0.05, 0.5
+_LEASE_POLL_FIRST, _LEASE_POLL_LATER = 0.02, 0.2
+"""A waiting lease looks for a queued job this often (a read; the first second more often)."""
 _EVENT_POLL = 0.05
 _WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
 OPTION_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -107,7 +107,7 @@ class JobsApi:
             routes = {
                 (None, "GET"): lambda: (200, self.show(job_id)),
                 ("events", "GET"): lambda: self.events(job_id, query),
-                ("cancel", "POST"): lambda: (200, self.describe(self.jobs.cancel(job_id))),
+                ("cancel", "POST"): lambda: (200, self.jobs.cancel(job_id).to_json()),
                 ("results", "GET"): lambda: self.results(job_id),
                 ("results", "PUT"): lambda: self.put_results(environ, job_id, query),
                 ("heartbeat", "POST"): lambda: self.heartbeat(job_id, read_json_object(environ)),
@@ -184,7 +184,7 @@ class JobsApi:
             job = self._queue(request["app"], request["options"], received.count, received.size, folder)
         log.info("job %s queued: app %s, %d input files, %d bytes uploaded", job.id, job.app, received.count,
                  received.size)
-        return 201, self.describe(job)
+        return 201, job.to_json()
 
     def _submit_paths(self, body: dict) -> tuple[int, dict]:
         app, options = self._job_request(body, {"app", "options", "paths"})
@@ -202,7 +202,7 @@ class JobsApi:
             (folder / "paths.json").write_text(json.dumps(checked))
             job = self._queue(app, options, count, size, folder)
         log.info("job %s queued: app %s, %d input files on the server's disk", job.id, job.app, count)
-        return 201, self.describe(job)
+        return 201, job.to_json()
 
     def _queue(self, app: AppSpec, options: dict[str, Any], count: int, size: int, folder: Path) -> Job:
         """Queue the job whose files are staged in ``folder`` (moved into place first, so that a queued job
@@ -238,12 +238,9 @@ class JobsApi:
 
     # --- reading --------------------------------------------------------------------------------------------
 
-    def describe(self, job: Job) -> dict[str, Any]:
-        return job.to_json()
-
     def show(self, job_id: str) -> dict[str, Any]:
         job = self.jobs.get(job_id)
-        return {**self.describe(job), "events": self.jobs.events(job_id),
+        return {**job.to_json(), "events": self.jobs.events(job_id),
                 "manifest": self.folder(job_id).manifest()}
 
     def listing(self, query: dict[str, str]) -> tuple[int, list]:
@@ -251,7 +248,7 @@ class JobsApi:
         if state is not None and state not in STATES:
             raise ClientError(f"state must be one of {', '.join(STATES)}")
         limit = _query_int(query, "limit", 100, 1, MAX_LIST)
-        return 200, [self.describe(j) for j in self.jobs.listing(state=state, limit=limit)]
+        return 200, [j.to_json() for j in self.jobs.listing(state=state, limit=limit)]
 
     def events(self, job_id: str, query: dict[str, str]) -> tuple[int, dict]:
         self.jobs.get(job_id)
@@ -288,8 +285,8 @@ class JobsApi:
         limits = {n: self.registry.apps[n].max_running for n in names}
         started = time.monotonic()
         deadline = started + min(float(wait), MAX_LEASE_WAIT)
+        self.reaper.run_once()  # a job a vanished worker held is leased again now, not after the next round
         while True:
-            self.reaper.run_once()
             taken = self.jobs.lease(worker, limits)
             if taken is not None:
                 break
@@ -299,7 +296,7 @@ class JobsApi:
             time.sleep(min(deadline - now, _LEASE_POLL_FIRST if now - started < 1 else _LEASE_POLL_LATER))
         job, token = taken
         log.info("job %s leased to worker %s (attempt %d)", job.id, worker, job.attempts)
-        return 200, {"job": self.describe(job), "lease": token, "leaseSeconds": self.jobs.lease_seconds,
+        return 200, {"job": job.to_json(), "lease": token, "leaseSeconds": self.jobs.lease_seconds,
                      "app": self.registry.apps[job.app].to_json()}
 
     def heartbeat(self, job_id: str, body: dict) -> tuple[int, dict]:
@@ -332,7 +329,7 @@ class JobsApi:
         if instance_id is not None:
             self.reaper.end_instance(instance_id, f"job {job.state}")
         log.info("job %s: attempt %d finished (%s): job %s", job_id, job.attempts, result, job.state)
-        return 200, self.describe(job)
+        return 200, job.to_json()
 
     # --- instances (called by AdminApi) -------------------------------------------------------------------------
 
@@ -381,7 +378,11 @@ class JobsApi:
             job = self.jobs.get(job_id)
             if job.state != RUNNING or job.instance_id != instance_id:
                 raise JobConflict(f"job {job_id} is not running in instance {instance_id}")
-            return self.folder(job_id).input_paths()
+            folder = self.folder(job_id)
+            server_paths = folder.server_paths()
+            if server_paths is None:
+                return [str(folder.inputs)]
+            return self.allowed_paths(server_paths, must_exist=False)  # the roots may have changed since
         paths = body.get("paths")
         if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or not paths:
             raise ClientError("inputs need 'paths': a non-empty list of files or folders on the server's filesystem"

@@ -21,11 +21,14 @@ from typing import Optional
 
 from hosting_service.jobs.records import QUEUED, JobStore
 from hosting_service.jobs.results import JobFolder
+from hosting_service.jobs.uploads import sweep_stale
 from hosting_service.store import InstanceEnded, UnknownInstance
 
 log = logging.getLogger("dicom_host.jobs")
 
 INTERVAL = 2.0
+SWEEP_EVERY = 300
+"""Rounds between two sweeps of stale upload staging folders (about ten minutes)."""
 JOB_INSTANCE_ENDED = "job lease expired (worker gone)"
 RUNNER_GONE = "runner gone (instance lease expired)"
 
@@ -53,12 +56,17 @@ class Reaper:
                 self._pid = os.getpid()
 
     def _loop(self) -> None:
+        rounds = 0
         while True:
             time.sleep(INTERVAL * random.uniform(0.75, 1.25))
             try:
                 self.run_once()
+                if rounds % SWEEP_EVERY == 0:
+                    for folder in sweep_stale(self.jobs_dir, time.time()):
+                        log.warning("removed %s: an upload a stopped server left unfinished", folder)
             except Exception:  # the database may be away for a moment: try again next round
                 log.exception("lease reaper: a round failed")
+            rounds += 1
 
     def run_once(self) -> int:
         """Reap every overdue lease now; the number of leases taken back."""

@@ -29,7 +29,6 @@ RESULTS = ("completed", "app-failed", "timeout", "canceled", "server", "usage", 
 RETRIED_RESULTS = frozenset({"app-failed", "timeout", "server", "internal"})
 LEASE_EXPIRED = "lease expired (worker gone)"
 MAX_REASON = 2000
-_LEASE_CANDIDATES = 16
 
 
 class JobNotFound(ClientError):
@@ -134,8 +133,8 @@ class JobStore:
 
     def _event(self, db, job_id: str, kind: str, data: dict[str, Any], at: float) -> int:
         """Append an event; the caller holds the job's row lock, so the next number is its own."""
-        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM job_events WHERE job_id = ?",
-                         (job_id,)).fetchone()["next"]
+        seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 AS next_seq FROM job_events WHERE job_id = ?",
+                         (job_id,)).fetchone()["next_seq"]
         db.execute("INSERT INTO job_events (job_id, seq, at, kind, data) VALUES (?, ?, ?, ?, ?)",
                    (job_id, seq, at, kind, json.dumps(data)))
         return seq
@@ -186,8 +185,8 @@ class JobStore:
     def lease(self, worker: str, limits: dict[str, int]) -> Optional[tuple[Job, str]]:
         """Lease the oldest queued job of the apps in ``limits`` (name -> ``max_running``, 0: unlimited) to
         ``worker``: the job and its lease token, or ``None`` when there is none to take."""
-        if not limits:
-            return None
+        if not limits or not self._any_queued(list(limits)):
+            return None  # the common answer to a waiting worker, found without a write transaction
         now = time.time()
         dialect = self.store.dialect
         capped = any(limits.values())
@@ -214,6 +213,15 @@ class JobStore:
                        (RUNNING, worker, token, expires, now, job.id))
             self._event(db, job.id, "leased", {"worker": worker, "attempt": job.attempts + 1}, now)
         return self.get(job.id), token
+
+    def _any(self, sql: str, args: tuple) -> bool:
+        """Whether a read finds a row: asked before a write transaction that would usually find nothing to do."""
+        with self.store.reading() as db:
+            return db.execute(sql, args).fetchone() is not None
+
+    def _any_queued(self, apps: list[str]) -> bool:
+        return self._any(f"SELECT id FROM jobs WHERE state = ? AND app IN ({','.join('?' * len(apps))}) LIMIT 1",
+                         (QUEUED, *apps))
 
     def heartbeat(self, job_id: str, lease: Any) -> Job:
         """Renew the lease (and the lease of the job's instance); :class:`JobConflict` if it is lost."""
@@ -262,9 +270,9 @@ class JobStore:
                 state = QUEUED
             else:
                 state = FAILED
-            self._end_attempt(db, job, state, result, reason, now)
             self._event(db, job_id, "finished", {"result": result, "reason": reason, "state": state,
                                                  "attempt": job.attempts}, now)
+            self._end_attempt(db, job, state, result, reason, now)
         return self.get(job_id), job.instance_id
 
     def _end_attempt(self, db, job: Job, state: str, result: str, reason: str, now: float) -> None:
@@ -281,7 +289,9 @@ class JobStore:
         """Take back every overdue job lease (that no other frontend is taking back at the same moment):
         each job is queued again or failed, with a ``lease-expired`` event."""
         now = time.time() if now is None else now
-        expired = []
+        expired: list[Expired] = []
+        if not self._any("SELECT id FROM jobs WHERE state = ? AND lease_expires_at < ? LIMIT 1", (RUNNING, now)):
+            return expired  # the usual answer, found without taking the write lock
         with self.store.transaction() as db:
             rows = db.execute("SELECT * FROM jobs WHERE state = ? AND lease_expires_at < ? ORDER BY lease_expires_at"
                               + self.store.dialect.skip_locked, (RUNNING, now)).fetchall()
@@ -293,7 +303,7 @@ class JobStore:
                     state = QUEUED if job.attempts < job.max_attempts else FAILED
                 self._event(db, job.id, "lease-expired", {"worker": job.worker, "attempt": job.attempts,
                                                           "state": state}, now)
-                self._end_attempt(db, job, state, "server", LEASE_EXPIRED, now)
+                self._end_attempt(db, job, state, "canceled" if state == CANCELED else "server", LEASE_EXPIRED, now)
                 expired.append(Expired(job.id, job.instance_id, state))
         return expired
 
@@ -316,6 +326,8 @@ class JobStore:
         """``(instance id, job id)`` of every overdue instance lease, removed here (so that one frontend ends
         each); the caller ends the instances."""
         now = time.time() if now is None else now
+        if not self._any("SELECT instance_id FROM instance_leases WHERE expires_at < ? LIMIT 1", (now,)):
+            return []
         with self.store.transaction() as db:
             rows = db.execute("SELECT instance_id, job_id FROM instance_leases WHERE expires_at < ?"
                               + self.store.dialect.skip_locked, (now,)).fetchall()

@@ -47,11 +47,12 @@ class JobFolder:
     def results(self) -> Path:
         return self.path / RESULTS
 
-    def input_paths(self) -> list[str]:
-        """What to offer an instance of this job: the server paths it was given, or its uploaded inputs."""
-        if self.paths_file.exists():
+    def server_paths(self) -> Optional[list[str]]:
+        """The paths on the server's disk the job was submitted with; ``None`` for uploaded inputs."""
+        try:
             return json.loads(self.paths_file.read_text())
-        return [str(self.inputs)]
+        except FileNotFoundError:
+            return None
 
     def store_results(self, staged: Path, received: Received) -> None:
         """Put the verified upload in ``staged`` in place of any earlier results."""

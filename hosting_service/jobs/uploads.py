@@ -66,12 +66,33 @@ def declared_length(environ: dict, limit: int) -> Optional[int]:
     return int(raw)
 
 
+STAGING_PREFIX = ".incoming-"
+STALE_AFTER = 3600.0
+"""A staging folder none of whose files changed for this long belongs to a server that died mid-upload (a live
+upload writes all the time, and one that pauses for ``DICOM_HOST_READ_TIMEOUT`` is given up)."""
+
+
+def sweep_stale(parent: Path, now: float) -> list[Path]:
+    """Remove the staging folders under ``parent`` (and one level below: results of a job) left by a
+    server that was killed mid-upload; the folders removed."""
+    removed = []
+    for folder in [*parent.glob(STAGING_PREFIX + "*"), *parent.glob("*/" + STAGING_PREFIX + "*")]:
+        try:
+            newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=folder.stat().st_mtime)
+        except OSError:
+            continue  # removed meanwhile
+        if now - newest > STALE_AFTER:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 @contextmanager
 def staging(parent: Path) -> Iterator[Path]:
     """A fresh private folder under ``parent`` for an upload in progress, removed if the block fails (the
     caller renames it away on success)."""
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = parent / f".incoming-{uuid.uuid4().hex}"
+    folder = parent / f"{STAGING_PREFIX}{uuid.uuid4().hex}"
     folder.mkdir(mode=0o700)
     try:
         yield folder
@@ -110,7 +131,7 @@ def receive_tar(readinto: ReadInto, *, limit: int, into: Path, under: Optional[s
                 raise ClientError(f"the tar's first member must be {first[0]}, got {member.name!r}")
             first[1](reader.read_small(member))
             continue
-        if under is not None and member.name.split("/", 1)[0] != under:
+        if under is not None and not (member.name.startswith(under + "/") or member.is_dir and member.name == under):
             raise ClientError(f"member {member.name!r}: every member must be inside {under}/")
         target = into / member.name
         if member.is_dir:
@@ -314,7 +335,7 @@ def _check_sum(header: bytes) -> None:
 
 def _ustar_name(header: bytes) -> str:
     name = header[:100].split(b"\0", 1)[0]
-    if header[257:262] == b"ustar":
+    if header[257:263] == b"ustar\0":  # POSIX ustar (GNU's "ustar  " uses that area for other things)
         prefix = header[345:500].split(b"\0", 1)[0]
         if prefix:
             name = prefix + b"/" + name
