@@ -189,6 +189,10 @@ class JobRun:
                 result, reason = "server", f"the results could not be uploaded: {exc}"
         self._finish(result, reason)
 
+    def finish_unrun(self, reason: str) -> None:
+        """Give the job back unrun (result ``server``: queued again where the registry allows retries)."""
+        self._finish("server", reason)
+
     def _finish(self, result: str, reason: str) -> None:
         deadline = self._renewed + self.lease_seconds
         while True:
@@ -285,7 +289,7 @@ class JobWorker:
     def _start(self, grant: dict) -> None:
         run = JobRun(self, grant)
         if self.stops:
-            run._finish("server", "the worker was stopping when it got the job; it was not run")
+            run.finish_unrun("the worker was stopping when it got the job; it was not run")
             return
         with self._changed:
             self._running[run.job_id] = run
