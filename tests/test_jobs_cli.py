@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -166,6 +167,29 @@ def test_queued_job_listed_shown_and_canceled(tmp_path, two_series):
         assert [j["id"] for j in JobsClient(server.url).jobs()] == [job["id"]]  # nothing else was queued
         gone = cli("job", "show", "no-such-job", "--server", server.url)
         assert gone.returncode == EXIT_SERVER and "404" in gone.stderr
+    finally:
+        server.close()
+
+
+def test_submit_streams_a_large_upload_in_bounded_memory(tmp_path):
+    """256 MiB of inputs: the submitting process stays far below that (each file is read in chunks, twice)."""
+    server = HostServer(tmp_path / "data", ["--apps", str(write_registry(tmp_path / "apps.toml", APPS))]).start()
+    try:
+        big = tmp_path / "inputs" / "big.bin"
+        big.parent.mkdir()
+        with open(big, "wb") as f:
+            f.truncate(256 << 20)
+        (big.parent / "small.bin").write_bytes(b"x" * 1000)
+        script = ("import resource, sys; from hosting_service.cli.main import main; "
+                  f"code = main(['submit', '--server', {server.url!r}, '--app', 'mip', '--input', {str(big.parent)!r}]); "
+                  "print('maxrss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, cwd=REPO,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        job = json.loads(done.stdout)
+        assert job["inputs"] == {"count": 2, "bytes": (256 << 20) + 1000}
+        maxrss_kib = int(done.stderr.split("maxrss")[1].split()[0])
+        assert maxrss_kib < 128 * 1024, f"the submitting process grew to {maxrss_kib} KiB"
     finally:
         server.close()
 
