@@ -15,7 +15,14 @@ import pytest
 
 from conftest import HostServer
 from hosting_service.admin.jobs_client import JobsClient
-from hosting_service.admin.tarstream import SHA256_HEADER, TarPlan, UnsafeMember, extract, input_names
+from hosting_service.admin.tarstream import (
+    SHA256_HEADER,
+    TarPlan,
+    TarSourceChanged,
+    UnsafeMember,
+    extract,
+    input_names,
+)
 from hosting_service.dicom.samples import write_sample_series
 from jobs_harness import alive, app_entry, app_pid, dicom_host, start_worker, stop, submit, wait_for, write_registry
 from run_harness import ENV, EXIT_APP_FAILED, EXIT_CANCELED, EXIT_SERVER, EXIT_USAGE, REPO
@@ -253,8 +260,6 @@ def test_changed_file_ends_the_stream(tmp_path):
     plan = TarPlan()
     plan.add_file("inputs/a.dcm", source)
     source.write_bytes(b"y" * 1000)
-    from hosting_service.admin.tarstream import TarSourceChanged
-
     with pytest.raises(TarSourceChanged):
         b"".join(plan.chunks())
 

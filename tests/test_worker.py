@@ -18,7 +18,7 @@ from conftest import HostServer
 from hosting_service.admin.jobs_client import JobsClient
 from hosting_service.dicom.samples import write_sample_series
 from jobs_harness import alive, app_entry, app_pid, dicom_host, start_worker, stop, submit, wait_for, write_registry
-from run_harness import ENV, REPO
+from run_harness import ENV
 
 LEASE = 3
 """The servers' lease (DICOM_HOST_LEASE_SECONDS): a dead worker's jobs are reaped within seconds."""
