@@ -12,6 +12,8 @@ from typing import Callable
 
 from hosting_service.admin.client import AdminClient, AdminError
 
+STOP_WAIT = 1.0
+"""Seconds :meth:`Heartbeat.stop` waits for a beat in flight."""
 LEASE_GONE = (404, 405, 409, 410)
 """Answers that mean there is no lease to renew (ended, unknown, or a server without leases)."""
 
@@ -34,9 +36,11 @@ class Heartbeat:
                 return
 
     def stop(self) -> None:
+        """No more beats. A beat in flight is not waited for beyond a moment (the thread is a daemon): a
+        server that does not answer must not hold up the end of a run."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join()
+            self._thread.join(STOP_WAIT)
 
 
 def instance_heartbeat(admin: AdminClient, instance_id: str, lease_seconds: float) -> Heartbeat:
