@@ -121,6 +121,7 @@ class JobRun:
         """Why the lease was lost (the job is abandoned), once it was."""
         self._renewed = time.monotonic()
         self._cancel_reason: Optional[str] = None
+        self._done = False
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._main, name=f"job-{self.job_id}")
 
@@ -153,6 +154,7 @@ class JobRun:
         except Exception:  # a defect of the worker: the job's lease expires and the server deals with it
             log.exception("job %s: the worker failed", self.job_id)
         finally:
+            self._done = True
             heartbeat.stop()
             shutil.rmtree(folder, ignore_errors=True)
             self.worker.job_ended(self)
@@ -207,7 +209,9 @@ class JobRun:
             time.sleep(RETRY_SECONDS)
 
     def _beat(self) -> bool:
-        """Renew the lease; False once it is lost (the application has then been killed)."""
+        """Renew the lease; False once it is lost (the application has then been killed) or the job is done."""
+        if self._done:
+            return False
         try:
             answer = self.client.heartbeat(self.job_id, self.lease)
         except AdminError as exc:
@@ -224,6 +228,8 @@ class JobRun:
         return True
 
     def _lose(self, why: str) -> None:
+        if self._done:  # finished meanwhile: the lease ended with the job
+            return
         self.lost = why
         log.warning("job %s: %s; its application is killed and the job abandoned", self.job_id, why)
         self.kill(why, Result.SERVER)

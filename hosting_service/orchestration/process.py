@@ -111,8 +111,10 @@ class AppProcess:
 
     def kill(self) -> None:
         """SIGKILL to the process group, from any thread; the thread that runs the job sees the end and
-        reaps the process (:meth:`abort` is for that thread)."""
-        self._signal_group(signal.SIGKILL)
+        reaps the process (:meth:`abort` is for that thread). Nothing once it has been reaped: its number
+        may belong to another process group by then."""
+        if self._popen.returncode is None:
+            self._signal_group(signal.SIGKILL)
 
     def drain_output(self, timeout: float) -> None:
         """Wait until the application's last output lines have reached the sink (its pipes are closed)."""
