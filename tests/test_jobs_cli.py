@@ -201,6 +201,21 @@ def test_submit_streams_a_large_upload_in_bounded_memory(tmp_path):
         server.close()
 
 
+def test_an_oversized_submission_is_refused_before_it_is_sent(tmp_path):
+    server = HostServer(tmp_path / "data", ["--apps", str(write_registry(tmp_path / "apps.toml", APPS))],
+                        env={"DICOM_HOST_JOB_MAX_UPLOAD": str(1 << 20)}).start()
+    try:
+        big = tmp_path / "inputs" / "big.bin"
+        big.parent.mkdir()
+        with open(big, "wb") as f:
+            f.truncate(64 << 20)
+        done = submit(server.url, "--app", "mip", "--input", str(big.parent))
+        assert done.returncode == EXIT_USAGE and "413" in done.stderr, done.stderr
+        assert JobsClient(server.url).jobs() == []
+    finally:
+        server.close()
+
+
 def test_admin_token_from_a_file_or_the_environment(tmp_path, two_series):
     token = "s3cret-token-for-the-test"
     server = HostServer(tmp_path / "data", ["--apps", str(write_registry(tmp_path / "apps.toml", APPS))],
