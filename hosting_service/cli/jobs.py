@@ -364,5 +364,7 @@ class Follower:
             if kind == "log":  # the runner sends the application's lines in batches
                 for line in data.get("lines") or []:
                     self.reporter.emit("log", line)
+            elif kind == "inputs":  # the server's record of the offer: what run's own "offered" says
+                self.reporter.emit("offered", data)
             else:
                 self.reporter.emit(kind, data)
