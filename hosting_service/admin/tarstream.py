@@ -118,16 +118,20 @@ def _checked_file(member: Member) -> Iterator[bytes]:
     digest = hashlib.sha256()
     left = member.info.size
     assert member.source is not None
-    with open(member.source, "rb") as f:
-        while left > 0:
-            chunk = f.read(min(CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            digest.update(chunk)
-            yield chunk
-        if left or f.read(1) or digest.hexdigest() != expected:
-            raise TarSourceChanged(f"{member.source} changed while it was being sent")
+    try:
+        with open(member.source, "rb") as f:
+            while left > 0:
+                chunk = f.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                digest.update(chunk)
+                yield chunk
+            changed = bool(left or f.read(1)) or digest.hexdigest() != expected
+    except OSError as exc:  # not a transport error: the file went away or became unreadable
+        raise TarSourceChanged(f"{member.source}: {exc.strerror or exc}") from None
+    if changed:
+        raise TarSourceChanged(f"{member.source} changed while it was being sent")
 
 
 def folder_files(root: Path) -> Iterator[tuple[str, Path]]:

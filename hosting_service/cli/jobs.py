@@ -226,6 +226,9 @@ def _submit(client: JobsClient, args) -> int:
     except ValueError as exc:
         _abandon(destination)
         return _usage(str(exc))
+    except OSError as exc:  # an input that cannot be read (while it is hashed)
+        _abandon(destination)
+        return _usage(f"cannot read {exc.filename or 'an input'}: {exc.strerror or exc}")
     except AdminError as exc:
         _abandon(destination)
         print(f"dicom-host submit: {exc}", file=sys.stderr)
