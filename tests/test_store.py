@@ -375,3 +375,17 @@ def test_serve_refuses_a_store_it_cannot_use_before_starting(tmp_path, url, says
 def test_a_bad_pool_size_is_refused_by_name(value):
     with pytest.raises(ValueError, match="DICOM_HOST_STORE_POOL_SIZE"):
         Settings.from_env({"DICOM_HOST_STORE_POOL_SIZE": value})
+
+
+def test_check_names_a_database_that_stopped_answering(tmp_path, postgres_server):
+    """``store.check()`` (for /healthz) fails quickly with a StoreError once the server is gone."""
+    from postgres import ThrowawayPostgres
+
+    with ThrowawayPostgres.start() as doomed:
+        store = open_url(doomed.create_database(), tmp_path / "data")
+        store.check()
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="does not answer"):
+        store.check()
+    assert time.monotonic() - started < 10
+    store.close()
