@@ -112,9 +112,13 @@ class JobsClient(AdminClient):
         return self._call("POST", f"/jobs/{_id(job_id)}/finish",
                           json_body={"lease": lease, "result": result, "reason": reason})
 
-    def create_job_instance(self, job_id: str, lease: str, options: dict) -> dict:
+    def create_job_instance(self, job_id: str, lease: str, options: dict, *,
+                            application_url: Optional[str] = None) -> dict:
         """The job's instance: the server ties it to the job, and ends it when the lease expires."""
-        return self._call("POST", "/instances", json_body={"options": options, "job": {"id": job_id, "lease": lease}})
+        body: dict[str, Any] = {"options": options, "job": {"id": job_id, "lease": lease}}
+        if application_url:
+            body["applicationURL"] = application_url
+        return self._call("POST", "/instances", json_body=body)
 
     def offer_job_inputs(self, instance_id: str, job_id: str) -> dict:
         """Offer the job's uploaded inputs to its instance; the answer of

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from hosting_service.orchestration.process import Launcher
+
 INSTANCE_LEASE_SECONDS = 30.0
 """``run --server``: the instance is created with this lease and heartbeated every third of it, so the server
 ends it when the run is gone (killed) instead of leaving it INPROGRESS for ever."""
@@ -57,6 +59,9 @@ class RunOptions:
     job: Optional[JobLease] = None
     """Set by ``dicom-host worker``: the instance belongs to this job (its lease covers the instance) and
     the inputs are the job's uploaded ones, not :attr:`inputs`."""
+    launcher: Optional[Launcher] = None
+    """How the application is started (``None``: a child process from :attr:`app`, :attr:`environment` and
+    :attr:`working_dir`); a worker gives app registry entries with an ``image`` a container launcher."""
     instance_lease: Optional[float] = INSTANCE_LEASE_SECONDS
     """With :attr:`server` and no :attr:`job`: the instance's lease, renewed while the run goes (``None``: no
     lease)."""

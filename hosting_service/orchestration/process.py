@@ -15,7 +15,8 @@ import signal
 import subprocess
 import threading
 import time
-from typing import IO, Callable, Optional
+from dataclasses import dataclass, field
+from typing import IO, Callable, Optional, Protocol, Sequence
 
 from hosting_service.orchestration.lifeline import dying_with
 
@@ -37,6 +38,58 @@ def application_argv(command: str, host_url: str, application_url: str, passthro
     if not words:
         raise LaunchError("--app is empty: give the command that starts the application")
     return [*words, "--hostURL", host_url, "--applicationURL", application_url, *passthrough]
+
+
+class AppHandle(Protocol):
+    """What the orchestration needs of a launched application: an :class:`AppProcess`, or anything with its
+    surface (an application container)."""
+
+    argv: list[str]
+    started_at: float
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> Optional[int]: ...
+
+    def wait(self, timeout: float) -> Optional[int]: ...
+
+    def abort(self, term_grace: float = 1.0) -> str: ...
+
+    def kill(self) -> None: ...
+
+    def drain_output(self, timeout: float) -> None: ...
+
+    def describe_exit(self) -> str: ...
+
+
+class Launcher(Protocol):
+    """How a job's application is started, once the server has created its instance."""
+
+    @property
+    def application_url(self) -> Optional[str]:
+        """The ``--applicationURL`` to create the instance with (``None``: a free loopback port)."""
+        ...
+
+    def launch(self, host_url: str, application_url: str, app_args: Sequence[str], sink: OutputSink) -> AppHandle:
+        """Start the application with the standard's two URLs and ``app_args``; :class:`LaunchError` if it
+        cannot be started."""
+        ...
+
+
+@dataclass
+class ProcessLauncher:
+    """The application as a child process of this one (``dicom-host run``, a worker's job)."""
+
+    command: str
+    """Split like a shell would (:func:`application_argv`)."""
+    environment: dict[str, str] = field(default_factory=dict)
+    cwd: Optional[str] = None
+    application_url: Optional[str] = None
+
+    def launch(self, host_url: str, application_url: str, app_args: Sequence[str], sink: OutputSink) -> "AppProcess":
+        argv = application_argv(self.command, host_url, application_url, list(app_args))
+        return AppProcess(argv, sink, environment=self.environment, cwd=self.cwd)
 
 
 class AppProcess:

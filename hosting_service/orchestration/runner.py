@@ -42,7 +42,13 @@ from hosting_service.orchestration.job import OWN_EVENT_KINDS, Job
 from hosting_service.orchestration.manifest import MANIFEST_NAME, Manifest
 from hosting_service.orchestration.options import RunOptions
 from hosting_service.orchestration.outcome import JobFailure, Outcome, Result
-from hosting_service.orchestration.process import AppProcess, LaunchError, application_argv
+from hosting_service.orchestration.process import (
+    AppHandle,
+    Launcher,
+    LaunchError,
+    ProcessLauncher,
+    application_argv,
+)
 from hosting_service.orchestration.progress import Reporter
 from hosting_service.orchestration.retrieval import Received, Retrieval
 from hosting_service.orchestration.server import EmbeddedServer, ServerStartError
@@ -65,7 +71,9 @@ class Runner:
         """Why, when someone else than the user at the terminal asked (set before :attr:`cancel_requested`)."""
         self._started_at = time.time()
         self._lock = threading.Lock()
-        self._process: Optional[AppProcess] = None
+        self._process: Optional[AppHandle] = None
+        self.launcher: Launcher = options.launcher or ProcessLauncher(
+            options.app, options.environment, str(options.working_dir) if options.working_dir is not None else None)
         self._aborted: Optional[Outcome] = None
 
     def abort(self, why: str, result: Result = Result.SERVER) -> None:
@@ -112,10 +120,11 @@ class Runner:
 
     def _check_usage(self) -> Destination:
         o = self.options
-        try:
-            application_argv(o.app, "", "", [])
-        except LaunchError as exc:
-            raise JobFailure(Result.USAGE, str(exc)) from None
+        if o.launcher is None:
+            try:
+                application_argv(o.app, "", "", [])
+            except LaunchError as exc:
+                raise JobFailure(Result.USAGE, str(exc)) from None
         missing = [str(p) for p in o.inputs if not p.exists()] if o.job is None else []
         if missing:
             raise JobFailure(Result.USAGE, f"input not found: {', '.join(missing)}")
@@ -159,9 +168,11 @@ class Runner:
                 from hosting_service.admin.jobs_client import JobsClient
 
                 assert isinstance(admin, JobsClient)
-                return admin.create_job_instance(o.job.id, o.job.lease, options)
+                return admin.create_job_instance(o.job.id, o.job.lease, options,
+                                                 application_url=self.launcher.application_url)
             lease = round(o.instance_lease) if o.server is not None and o.instance_lease else None
-            return admin.create_instance(options=options, lease_seconds=lease)
+            return admin.create_instance(application_url=self.launcher.application_url, options=options,
+                                         lease_seconds=lease)
         except AdminError as exc:
             raise JobFailure(Result.SERVER, str(exc)) from None
 
@@ -236,21 +247,17 @@ class Runner:
         return text
 
     def _launch(self, job: Job, app_log: AppLog) -> Application:
-        argv = application_argv(job.options.app, job.instance["hostURL"], job.instance["applicationURL"],
-                                job.options.app_args)
-        o = job.options
         try:
             with self._lock:
                 if self._aborted is not None:
                     raise JobFailure(self._aborted.result, self._aborted.reason)
-                process = self._process = AppProcess(
-                    argv, app_log.write, environment=o.environment,
-                    cwd=str(o.working_dir) if o.working_dir is not None else None)
+                process = self._process = self.launcher.launch(
+                    job.instance["hostURL"], job.instance["applicationURL"], job.options.app_args, app_log.write)
         except LaunchError as exc:
             raise JobFailure(Result.USAGE, str(exc)) from None
         job.manifest.milestone("launched")
-        job.manifest.app.update(argv=argv, pid=process.pid)
-        job.record("run", {"argv": argv, "pid": process.pid})
+        job.manifest.app.update(argv=process.argv, pid=process.pid)
+        job.record("run", {"argv": process.argv, "pid": process.pid})
         return Application(job, process)
 
     def _offer_inputs(self, job: Job) -> list[Task]:
