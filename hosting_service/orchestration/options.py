@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from hosting_service.orchestration.process import Launcher
+if TYPE_CHECKING:  # the server imports these options for their defaults (app registry), not the launching
+    from hosting_service.orchestration.process import Launcher
 
 INSTANCE_LEASE_SECONDS = 30.0
 """``run --server``: the instance is created with this lease and heartbeated every third of it, so the server
