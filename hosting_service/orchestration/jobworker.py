@@ -16,6 +16,9 @@ this worker's (409), or the worker cannot renew it before it expires, the applic
 and the job abandoned (the server has queued it again or failed it). A cancel requested through the API
 arrives with a heartbeat's answer and cancels the task gracefully (SetState(CANCELED), IDLE, EXIT).
 
+Registry entries with an ``image`` run through a container launcher (:attr:`RunOptions.launcher`, the
+``ContainerLauncher`` of issue 9); a worker without one finishes such a job as ``usage``, saying so.
+
 Stopping: the first :meth:`JobWorker.stop` (SIGTERM, SIGHUP, SIGINT) stops leasing and cancels the running
 jobs gracefully; they are finished as ``canceled`` and the worker exits. A second one kills their
 applications at once. A job leased by the long poll that was in flight when the stop came is finished
@@ -162,7 +165,8 @@ class JobRun:
     def _run(self, folder: Path) -> Outcome:
         spec = self.grant["app"]
         if spec.get("image"):
-            return Outcome(Result.USAGE, "this worker cannot run app images (containers)")
+            return Outcome(Result.USAGE, f"app {spec.get('name')} runs as a container image, and this worker has no "
+                           "container launcher")
         try:
             options = run_options(self.grant, folder, self.worker.options.server, self.worker.options.admin_token)
         except (KeyError, TypeError, ValueError, OSError) as exc:
