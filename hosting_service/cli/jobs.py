@@ -58,6 +58,8 @@ QUEUED_POLL_SECONDS = 5.0
 INSTANCE_POLL_SECONDS = 1.0
 """Longest long poll of the instance's events while the job runs (the job's state is looked at after each)."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+MAX_LIST = 1000
+"""Most jobs one listing of the API returns."""
 
 
 def add_parser(sub) -> None:
@@ -82,7 +84,7 @@ def add_parser(sub) -> None:
                         description="List the jobs of a server, newest first.")
     add_server_arguments(ls)
     ls.add_argument("--state", choices=JOB_STATES, help="only jobs in this state")
-    ls.add_argument("--limit", type=int, default=100, metavar="N", help="at most N jobs (default 100, at most 1000)")
+    ls.add_argument("--limit", type=_limit, default=100, metavar="N", help="at most N jobs (default 100, at most 1000)")
     ls.add_argument("--json", action="store_true", help="print the answer as JSON")
     ls.set_defaults(handler=lambda args: _call(args, "jobs", _list))
 
@@ -101,6 +103,16 @@ def add_parser(sub) -> None:
     c.add_argument("id", help="job id")
     add_server_arguments(c)
     c.set_defaults(handler=lambda args: _call(args, "cancel", _cancel))
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= MAX_LIST:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_LIST}, got {text!r}")
+    return value
 
 
 def _option(text: str) -> tuple[str, Any]:
