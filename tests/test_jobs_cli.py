@@ -171,6 +171,9 @@ def test_queued_job_listed_shown_and_canceled(tmp_path, two_series):
         assert unknown.returncode == EXIT_USAGE and "no-such-app" in unknown.stderr
         missing = submit(server.url, "--app", "mip", "--input", str(tmp_path / "missing"))
         assert missing.returncode == EXIT_USAGE and "input not found" in missing.stderr
+        (tmp_path / "empty").mkdir()
+        empty = submit(server.url, "--app", "mip", "--input", str(tmp_path / "empty"))
+        assert empty.returncode == EXIT_USAGE and "no file to upload" in empty.stderr
         assert [j["id"] for j in JobsClient(server.url).jobs()] == [job["id"]]  # nothing else was queued
         gone = cli("job", "show", "no-such-job", "--server", server.url)
         assert gone.returncode == EXIT_SERVER and "404" in gone.stderr
