@@ -61,14 +61,14 @@ def add_parser(sub) -> None:
                    help="time a client has to send a request, and longest pause in an upload (default 30)")
     p.add_argument("--max-connections", type=int, metavar="N",
                    help="open connections per worker process (default 256)")
+    p.add_argument("--store", metavar="URL",
+                   help="session store: sqlite:///PATH (default <data dir>/store.sqlite3) or postgresql://... "
+                        "(one database several servers share)")
     p.add_argument("--apps", metavar="FILE", help="the app registry (TOML): the applications jobs may run "
                    "(checked at start-up)")
     p.add_argument("--input-roots", metavar="DIR[:DIR...]",
                    help="folders on this server whose files the admin API may offer as inputs by path "
                         "(default: none; job inputs are uploaded)")
-    p.add_argument("--store", metavar="URL",
-                   help="session store: sqlite:///PATH (default <data dir>/store.sqlite3) or postgresql://... "
-                        "(one database several servers share)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=LOG_FORMATS,
                    help="log lines as text or as JSON objects (default $DICOM_HOST_LOG_FORMAT, else text)")
