@@ -154,24 +154,17 @@ class _StoreGauges:
         for state, n in instances.items():
             family.add_metric([state], n)
         yield family
-        jobs = self._jobs()
-        if jobs is not None:
-            family = GaugeMetricFamily("dicomhost_jobs", "jobs by state", labels=["state"])
-            for state, n in jobs.items():
-                family.add_metric([state], n)
-            yield family
+        family = GaugeMetricFamily("dicomhost_jobs", "jobs by state", labels=["state"])
+        for state, n in self._jobs().items():
+            family.add_metric([state], n)
+        yield family
 
-    def _jobs(self) -> Optional[dict[str, int]]:
-        """Jobs by state; ``None`` when the store has no ``jobs`` table (a store without the jobs schema)."""
+    def _jobs(self) -> dict[str, int]:
+        """Jobs by state (every state listed, so that a series does not vanish at zero)."""
         jobs = dict.fromkeys(JOB_STATES, 0)
-        try:
-            with self.store.reading() as db:
-                for row in db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
-                    jobs[row["state"]] = row["n"]
-        except Exception as exc:  # sqlite3 and psycopg name a missing table with unrelated exception types
-            if "jobs" not in str(exc):
-                raise
-            return None
+        with self.store.reading() as db:
+            for row in db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+                jobs[row["state"]] = row["n"]
         return jobs
 
 

@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
+from jobs_harness import app_entry, write_registry
 import zeep
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -221,16 +221,20 @@ def test_metrics_count_soap_calls_faults_latency_uploads_and_instances_across_wo
     assert value(samples, "dicomhost_instances", state="INPROGRESS") == 0
 
 
-def test_jobs_gauge_follows_the_jobs_table(server_factory):
-    """``dicomhost_jobs{state}`` is read from the store's jobs table; a store without one answers none."""
-    server = server_factory()
-    with sqlite3.connect(server.data_dir / "store.sqlite3") as db:
-        has_jobs = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").fetchone()
-    samples, text = scrape(server)
-    if has_jobs:
-        assert {value(samples, "dicomhost_jobs", state=s) for s in ("queued", "running", "completed")} == {0}
-    else:
-        assert "dicomhost_jobs" not in text
+def test_jobs_gauge_follows_the_jobs_table(server_factory, tmp_path):
+    """``dicomhost_jobs{state}`` is read from the store's jobs table at each scrape, every state listed."""
+    registry = write_registry(tmp_path / "apps.toml", {"mip": app_entry("client.examples.mip_app")})
+    server = server_factory("--apps", str(registry))
+    samples, _ = scrape(server)
+    assert {value(samples, "dicomhost_jobs", state=s) for s in ("queued", "running", "completed")} == {0}
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "one.dcm").write_bytes(b"not read before a worker takes the job")
+    answer = requests.post(f"{server.url}/admin/jobs", json={"app": "mip", "paths": [str(inputs)]}, timeout=10)
+    assert answer.status_code == 201, answer.text
+    samples, _ = scrape(server)
+    assert value(samples, "dicomhost_jobs", state="queued") == 1
+    assert value(samples, "dicomhost_jobs", state="running") == 0
 
 
 def test_metric_files_are_private_to_the_server_and_removed_when_it_stops(server_factory, tmp_path):
