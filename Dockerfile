@@ -36,12 +36,13 @@ RUN useradd --uid 10001 --user-group --no-create-home --home-dir /var/lib/dicom-
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/dicom-host
 COPY --from=build /opt/dicom-host /opt/dicom-host
 
-# --- apps: the example hosted applications; a worker starts them with their command and the launch URLs -----------
+# --- apps: the example hosted applications. A worker starts the MIP app with the launch arguments (--hostURL U1
+# --applicationURL U2), or another one by the registry entry's command (dicom-host-models-app, ...) ----------------
 FROM runtime AS apps
 WORKDIR /tmp
 USER 10001:10001
-ENTRYPOINT []
-CMD ["dicom-host-mip-app", "--help"]
+ENTRYPOINT ["dicom-host-mip-app"]
+CMD ["--help"]
 
 # --- server (default): `dicom-host serve`; `docker run IMAGE worker --server URL` runs a worker -------------------
 FROM runtime AS server
