@@ -52,7 +52,7 @@ ENV DICOM_HOST_OUTPUT_PROTOCOLS=http DICOM_HOST_FILE_URIS=false
 USER 10001:10001
 VOLUME /var/lib/dicom-host
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=5s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 ENTRYPOINT ["dicom-host"]
 CMD ["serve", "--bind", "0.0.0.0:8080", "--data-dir", "/var/lib/dicom-host"]

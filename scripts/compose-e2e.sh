@@ -161,8 +161,8 @@ EOF
 
 # --- 6. a worker killed mid-job -----------------------------------------------------------------------------------
 step "a worker container killed while its job's application runs"
-SLOW=$("${DH[@]}" submit --server "$SERVER" --app slow --input "$WORK/sample-data" --json 2>/dev/null \
-       | python3 -c "import json, sys; print(json.loads(sys.stdin.read().splitlines()[-1])['id'])") \
+SLOW=$("${DH[@]}" submit --server "$SERVER" --app slow --input "$WORK/sample-data" \
+       | python3 -c "import json, sys; print(json.load(sys.stdin)['id'])") \
   || fail "submit of the slow job failed"
 app_container=""
 for _ in $(seq 120); do

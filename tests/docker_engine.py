@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 APPS_IMAGE = os.environ.get("DICOM_HOST_APPS_IMAGE", "dicom-host-apps:latest")
+SERVER_IMAGE = os.environ.get("DICOM_HOST_IMAGE", "dicom-host:latest")
+"""Both built from this checkout by scripts/build-images.sh (:meth:`Engine.image` of the apps image)."""
 PYTHON_IMAGE = os.environ.get("PYTHON_IMAGE", "python:3.11-slim")
 _START_SECONDS = 60.0
 

@@ -15,8 +15,8 @@ import requests
 from conftest import HostServer
 from docker_engine import APPS_IMAGE, PYTHON_IMAGE, Engine
 from hosting_service.orchestration.container import (
-    APP_PORT, LABEL_ATTEMPT, LABEL_JOB, LABEL_WORKER, AppContainer, ContainerLauncher, container_name, memory_bytes,
-    reap,
+    APP_PORT, LABEL_ATTEMPT, LABEL_JOB, LABEL_WORKER, AppContainer, ContainerLauncher, Reaper, container_name,
+    memory_bytes, reap,
 )
 from hosting_service.orchestration.process import LaunchError
 
@@ -207,6 +207,30 @@ class NetworkServer(HostServer):
     def url(self) -> str:
         assert self.listener is not None
         return "http://%s:%d" % self.listener.getsockname()[:2]
+
+
+def test_the_reaper_thread_removes_orphans_at_once_and_then_periodically(engine, python_image, network):
+    def orphan(worker: str):
+        return engine.client.containers.run(python_image, ["sleep", "600"], detach=True, network=network.name,
+                                            init=True, labels={LABEL_JOB: "gone", LABEL_WORKER: worker,
+                                                               LABEL_ATTEMPT: "1"})
+
+    said: list[str] = []
+    first = orphan("w7")
+    reaper = Reaper(lambda job_id: None, "w7", period=0.2, log=said.append).start()
+    try:
+        deadline = time.monotonic() + 30
+        while engine.client.containers.list(all=True, filters={"id": first.id}):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        later = orphan("other-worker")
+        while engine.client.containers.list(all=True, filters={"id": later.id}):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        reaper.stop()
+    assert any(first.name in line and "previous run" in line for line in said), said
+    assert any(later.name in line and "no longer leased" in line for line in said), said
 
 
 @pytest.fixture

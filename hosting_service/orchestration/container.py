@@ -302,3 +302,43 @@ def reap(job_state: Callable[[str], Optional[Mapping[str, Any]]], *, own_worker:
         except docker.errors.DockerException:
             pass  # removed meanwhile
     return removed
+
+
+class Reaper:
+    """:func:`reap` on a daemon thread: at a worker's start (with its own name: its previous life's containers
+    go) and then every ``period`` seconds, for as long as the worker runs."""
+
+    def __init__(self, job_state: Callable[[str], Optional[Mapping[str, Any]]], worker: str, *,
+                 period: float = 5.0, log: Optional[Callable[[str], None]] = None):
+        self._job_state = job_state
+        self._worker = worker
+        self._period = period
+        self._log = log or (lambda message: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="container-reaper", daemon=True)
+
+    def start(self) -> "Reaper":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        own: Optional[str] = self._worker
+        client = None
+        failure = ""
+        while True:
+            try:
+                client = client or engine(timeout=30)
+                for name in reap(self._job_state, own_worker=own, client=client):
+                    self._log(f"removed app container {name} (left by this worker's previous run)" if own
+                              else f"removed app container {name} (its job is no longer leased to its worker)")
+                own, failure = None, ""
+            except Exception as exc:  # noqa: BLE001 - no engine (yet), or its connection dropped: next period
+                client = None
+                if str(exc) != failure:  # said once, not every period
+                    failure = str(exc)
+                    self._log(f"reaping app containers failed: {exc}")
+            if self._stop.wait(self._period):
+                return
