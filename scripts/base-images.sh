@@ -20,6 +20,9 @@ NGINX_IMAGE=${NGINX_IMAGE:-nginx:1.25}
 BASE_CACHE=${BASE_CACHE:-/var/cache/dicom-host-base}
 SUITE=bookworm
 ROOT_IMAGE=dicom-host-standin/debian:$SUITE
+# Debian's docker client builds with BuildKit on its own; a newer client without the buildx plugin cannot
+DOCKER=${DOCKER:-$( [ -x /usr/bin/docker ] && echo /usr/bin/docker || command -v docker )}
+export DOCKER_BUILDKIT=1
 force=0
 [ "${1:-}" = "--force" ] && force=1
 
@@ -44,7 +47,7 @@ mirror_of() {
   ' "${sources[@]}" | head -n1
 }
 
-have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
 
 # debootstrap once, keep the root file system as a tarball, import it as the root of every stand-in
 root_image() {
@@ -72,7 +75,7 @@ root_image() {
     rm -rf "$rootfs"
   fi
   log "docker import $tarball as $ROOT_IMAGE"
-  docker import -c 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  "$DOCKER" import -c 'ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     -c 'CMD ["bash"]' "$tarball" "$ROOT_IMAGE" >/dev/null
 }
 
@@ -83,13 +86,13 @@ provide() {
     log "$name: present"
     return
   fi
-  if [ "$force" = 0 ] && timeout 60 docker pull -q "$name" >/dev/null 2>&1; then
+  if [ "$force" = 0 ] && timeout 60 "$DOCKER" pull -q "$name" >/dev/null 2>&1; then
     log "$name: pulled"
     return
   fi
   root_image
   log "$name: building a stand-in from Debian $SUITE ($dockerfile)"
-  docker build -q --build-arg ROOT_IMAGE="$ROOT_IMAGE" -t "$name" -f "$dockerfile" deploy/standins >/dev/null
+  "$DOCKER" build -q --build-arg ROOT_IMAGE="$ROOT_IMAGE" -t "$name" -f "$dockerfile" deploy/standins >/dev/null
 }
 
 provide "$PYTHON_IMAGE" deploy/standins/python.Dockerfile

@@ -7,7 +7,7 @@ instance can be created with the application's URL on the stack's network (``--a
 the port is always the same), then :meth:`ContainerLauncher.launch` starts it with ``--hostURL`` = the
 server's URL on that network (``DICOM_HOST_CONTAINER_HOST_URL``, else the hostURL the server gave).
 
-:class:`AppContainer` has the surface of :class:`~hosting_service.orchestration.process.AppProcess`, so the
+:class:`AppContainer` (its image pulled first when the engine does not have it) has the surface of :class:`~hosting_service.orchestration.process.AppProcess`, so the
 orchestration drives either alike: ``pid``, ``started_at``, ``poll()``, ``wait(t)``, ``abort(grace)``,
 ``kill()``, ``drain_output(t)``, ``describe_exit()``. The container gets the registry's CPU and memory limits
 (no swap beyond the memory limit), no capabilities, no new privileges and an init process that passes
@@ -138,18 +138,28 @@ class AppContainer:
         if spec.get("memory"):
             limits["mem_limit"] = limits["memswap_limit"] = memory_bytes(spec["memory"])
         self._memory = spec.get("memory")
-        try:
-            container = self._client.containers.create(
-                str(spec["image"]), entrypoint=command or None, command=list(argv_tail), name=name, hostname=name,
+        image = str(spec["image"])
+
+        def create() -> Any:
+            return self._client.containers.create(
+                image, entrypoint=command or None, command=list(argv_tail), name=name, hostname=name,
                 network=network, labels=dict(labels), environment=dict(spec.get("environment") or {}),
                 working_dir=spec.get("working_dir") or None, init=True, detach=True, stdin_open=False, tty=False,
                 cap_drop=["ALL"], security_opt=["no-new-privileges"], **limits,
             )
-        except docker.errors.ImageNotFound:
-            raise LaunchError(f"image {spec['image']!r} is not on this worker's Docker engine "
-                              "(build or pull it there)") from None
+
+        try:
+            try:
+                container = create()
+            except docker.errors.ImageNotFound:
+                try:
+                    self._client.images.pull(image)
+                except docker.errors.DockerException as exc:
+                    raise LaunchError(f"image {image!r} is not on this worker's Docker engine, and pulling it "
+                                      f"failed: {exc}") from None
+                container = create()
         except docker.errors.DockerException as exc:
-            raise LaunchError(f"cannot create the container of {spec['image']!r}: {exc}") from None
+            raise LaunchError(f"cannot create the container of {image!r}: {exc}") from None
         self.id: str = container.id
         self._code: Optional[int] = None
         self._oom = False
