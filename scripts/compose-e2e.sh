@@ -57,6 +57,7 @@ teardown() {
   exit $status
 }
 trap teardown EXIT
+trap 'exit 124' TERM INT HUP  # a time budget's `timeout` or Ctrl-C: tear down all the same
 
 apt_install() {
   [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || fail "$* missing, and this is no root with apt-get"
