@@ -60,6 +60,7 @@ class HostingApp:
         self.peers = PeerRecorder(self.store)
 
     def __call__(self, environ, start_response):
+        self.admin.jobs.reaper.ensure_started()  # this process's lease reaper (a thread: started after the fork)
         try:
             return self._route(environ, start_response)
         except Exception:  # every layer answers its own errors; this is the last line for the host's bugs
@@ -115,4 +116,6 @@ class HostingApp:
 def create_app(settings: Optional[Settings] = None) -> HostingApp:
     """The gunicorn entry point: ``gunicorn 'hosting_service.app:create_app()'``."""
     configure_logging()
-    return HostingApp(settings or Settings.from_env())
+    app = HostingApp(settings or Settings.from_env())
+    app.admin.jobs.reaper.ensure_started()  # gunicorn calls this in each worker, after the fork
+    return app

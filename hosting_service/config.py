@@ -71,6 +71,25 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _roots(text: str) -> tuple[Path, ...]:
+    """Colon-separated absolute folders (``DICOM_HOST_INPUT_ROOTS``)."""
+    roots = tuple(Path(p) for p in text.split(":") if p.strip())
+    relative = [str(p) for p in roots if not p.is_absolute()]
+    if relative:
+        raise ValueError(f"input roots must be absolute folders, got {', '.join(relative)}")
+    return roots
+
+
+def _positive(parse):
+    def check(text: str):
+        value = parse(text)
+        if not value > 0:
+            raise ValueError(f"must be positive, got {text!r}")
+        return value
+
+    return check
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("./var"), metadata={"env": "DATA_DIR", "parse": Path})
@@ -173,7 +192,27 @@ class Settings:
     """Open client connections one server worker process holds at most; more wait in the listen queue."""
 
     store_url: str = field(default="", metadata={"env": "STORE", "parse": str})
-    """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``)."""
+    """Session store: empty or ``sqlite:///path`` (default ``<data_dir>/store.sqlite3``), or
+    ``postgresql://user:password@host:port/database`` (any libpq URL) for a store several frontends share."""
+
+    store_pool_size: int = field(default=8, metadata={"env": "STORE_POOL_SIZE", "parse": int})
+    """PostgreSQL store: connections each server process keeps at most (its threads wait for a free one)."""
+
+    lease_seconds: float = field(default=30.0, metadata={"env": "LEASE_SECONDS", "parse": _positive(float)})
+    """How long a worker's lease on a job, or a runner's lease on an instance, lasts without a heartbeat
+    (workers beat every third of it); an expired lease is reaped by every frontend (:mod:`hosting_service.jobs`)."""
+
+    apps_file: Optional[Path] = field(default=None, metadata={"env": "APPS", "parse": Path})
+    """The app registry (TOML, ``serve --apps``): the applications jobs may run. Unset: no app is registered
+    and every job submission is refused."""
+
+    input_roots: tuple[Path, ...] = field(default=(), metadata={"env": "INPUT_ROOTS", "parse": _roots})
+    """Folders on the server's disk whose files the admin API may offer as inputs by path (job JSON
+    ``paths``, instance ``inputs``), colon-separated. Empty (the default of a served deployment): none; inputs
+    are uploaded with the job. ``dicom-host run`` gives its own server ``/``."""
+
+    job_max_upload_bytes: int = field(default=8 << 30, metadata={"env": "JOB_MAX_UPLOAD", "parse": _positive(int)})
+    """Largest job submission or job results upload (the whole tar stream)."""
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -193,6 +232,8 @@ class Settings:
         settings = cls(**values)
         if settings.read_timeout <= 0 or settings.max_connections <= 0:
             raise ValueError(f"{ENV_PREFIX}READ_TIMEOUT and {ENV_PREFIX}MAX_CONNECTIONS must be positive")
+        if settings.store_pool_size <= 0:
+            raise ValueError(f"{ENV_PREFIX}STORE_POOL_SIZE must be positive")
         return settings
 
     @property
@@ -208,6 +249,11 @@ class Settings:
     @property
     def delivery_cache_dir(self) -> Path:
         return self.data_dir / "delivery-cache"
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Per-job folders: ``<data_dir>/jobs/<job id>/{inputs,results}/``."""
+        return self.data_dir / "jobs"
 
     @property
     def instances_dir(self) -> Path:

@@ -30,7 +30,7 @@ from hosting_service.model import (
 )
 from hosting_service.models.registry import ModelRegistry
 from hosting_service.states import PreconditionViolation, State, check_precondition
-from hosting_service.store import Instance, Locator, SQLiteStore
+from hosting_service.store import Instance, Locator, Store
 
 log = logging.getLogger("dicom_host.operations")
 
@@ -77,7 +77,7 @@ def _unique_uuids(values: Optional[list[str]]) -> list[str]:
 class HostOperations:
     """The 12 HostService operations as seen by one instance."""
 
-    def __init__(self, store: SQLiteStore, settings: Settings, outputs, instance: Instance):
+    def __init__(self, store: Store, settings: Settings, outputs, instance: Instance):
         self.store = store
         self.settings = settings
         self.outputs = outputs

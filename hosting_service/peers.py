@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from hosting_service.store import Instance, SQLiteStore
+from hosting_service.store import Instance, Store
 from hosting_service.wire.faults import SOAP_ENV_NS
 
 SOAP_ENCODING = "http://schemas.xmlsoap.org/soap/encoding/"
@@ -65,7 +65,7 @@ def is_ctk_request(marks: list[str]) -> bool:
 class PeerRecorder:
     """Records, once per instance, that its application is CTK-style; called for every parsed request."""
 
-    def __init__(self, store: SQLiteStore):
+    def __init__(self, store: Store):
         self.store = store
         self._recorded: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()

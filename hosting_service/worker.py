@@ -13,7 +13,9 @@ unanswered for as long as they keep their connections open. This worker reads in
   is read: its body (up to gigabytes) is streamed to disk by :mod:`hosting_service.outputs.body`, which
   gives up on a body that pauses longer than the same timeout. Every request under ``/outputs/`` (uploads,
   and downloads of what was uploaded) runs on a pool of its own, the bulk pool: slow uploaders or readers
-  can only make other bulk transfers wait, never a SOAP call.
+  can only make other bulk transfers wait, never a SOAP call. Job submissions (``POST /admin/jobs``) and job
+  results (``PUT``/``GET /admin/jobs/<id>/results``) are bulk transfers too (:mod:`hosting_service.jobs.uploads`),
+  and so are the long waits of jobs (a worker's lease, a job's events).
 * bodies larger than the SOAP limit, and everything a thread still reads from or writes to the socket,
   are bounded by timeouts on the socket itself (``SO_RCVTIMEO``, ``SO_SNDTIMEO``), whatever code does it.
 * a worker holds at most ``DICOM_HOST_MAX_CONNECTIONS`` connections (gunicorn's ``worker_connections``:
@@ -29,6 +31,7 @@ TLS is not supported by this worker (the poller reads raw bytes): terminate TLS 
 from __future__ import annotations
 
 import os
+import re
 import selectors
 import socket
 import struct
@@ -47,6 +50,11 @@ HEAD_LIMIT = 64 << 10
 """Largest request head (request line and headers) read in the poller; beyond it: ``431``."""
 _RECV = 256 << 10
 _BULK_PREFIX = b"/outputs/"
+_JOB_RESULTS = re.compile(rb"^/admin/jobs/[A-Za-z0-9_-]{1,128}/results$")
+_JOB_BULK = re.compile(rb"^/admin/jobs/(?:lease|[A-Za-z0-9_-]{1,128}/(?:results|events))/?(?:\?.*)?$")
+"""A job's results download, and the requests of jobs that wait up to tens of seconds (a worker's lease,
+``submit --wait`` following a job's events): read whole like any request, but they must not hold the threads
+that answer SOAP calls."""
 
 
 class PollerReadWorker(ThreadWorker):
@@ -215,8 +223,9 @@ class _Reading:
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
-        self.bulk = target.startswith(_BULK_PREFIX)
-        if self.bulk and method in (b"PUT", b"POST"):
+        upload = _is_upload(method, target)
+        self.bulk = upload or target.startswith(_BULK_PREFIX) or _JOB_BULK.match(target) is not None
+        if upload:
             return _COMPLETE  # an upload: its body is streamed to disk by the thread
         body = len(self.data) - (end + 4)
         self.continue_due = (headers.get(b"expect", b"").lower() == b"100-continue" and parts[2] == b"HTTP/1.1"
@@ -229,6 +238,16 @@ class _Reading:
         if not length.isdigit() or int(length) > max_body:
             return _COMPLETE  # refused from the header, without reading the body
         return _COMPLETE if body >= int(length) else None
+
+
+def _is_upload(method: bytes, target: bytes) -> bool:
+    """A request whose body the thread that serves it streams to disk: a write to an output location, a job
+    submission (``POST /admin/jobs``, a tar of inputs) or a job's results (``PUT /admin/jobs/<id>/results``)."""
+    if method not in (b"PUT", b"POST"):
+        return False
+    path = target.split(b"?", 1)[0].rstrip(b"/")
+    return (target.startswith(_BULK_PREFIX) or (method == b"POST" and path == b"/admin/jobs")
+            or (method == b"PUT" and _JOB_RESULTS.match(path) is not None))
 
 
 def _chunked_end(data: bytearray, pos: int) -> bool:

@@ -5,6 +5,11 @@ take the port, also not across a restart.
 
 * ``host_server``: one server for the whole session (2 gthread workers); tests create their own instances.
 * ``server_factory``: start more servers with other options; each can ``restart()`` on the same data dir.
+* ``postgres_url``, ``store_url``: a throwaway PostgreSQL for the session (``tests/postgres.py``), and a fresh
+  store of each backend per test.
+
+``DICOM_HOST_TESTS_STORE=postgresql`` runs the servers of ``host_server`` and ``server_factory`` on a fresh
+PostgreSQL database each (default: their SQLite file), so any server-level test can be run on PostgreSQL.
 """
 from __future__ import annotations
 
@@ -33,6 +38,11 @@ APP_NS = "http://dicom.nema.org/PS3.19/ApplicationService-20100825"
 ARRAYS_NS = "http://schemas.microsoft.com/2003/10/Serialization/Arrays"
 
 
+INPUT_PATHS_ANYWHERE = {"DICOM_HOST_INPUT_ROOTS": "/"}
+"""Test servers offer inputs by path from anywhere, as ``dicom-host run``'s own server does (tests of the
+default, none, pass ``env={"DICOM_HOST_INPUT_ROOTS": ""}``)."""
+
+
 @dataclass
 class HostServer:
     """A ``dicom-host serve`` process and what tests need to talk to it."""
@@ -42,6 +52,8 @@ class HostServer:
     env: dict[str, str] = field(default_factory=dict)
     data_dir_option: bool = True
     """False: no ``--data-dir`` (the server takes ``DICOM_HOST_DATA_DIR`` from ``env``)."""
+    store: Optional[str] = None
+    """The store URL (``DICOM_HOST_STORE``); ``None``: the default SQLite file in the data dir."""
     listener: Optional[socket.socket] = None
     process: Optional[subprocess.Popen] = None
     log_path: Optional[Path] = None
@@ -68,7 +80,9 @@ class HostServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "hosting_service.cli.main", "serve", "--bind", f"fd://{fd}",
                  *(["--data-dir", str(self.data_dir)] if self.data_dir_option else []), *self.args],
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}, start_new_session=True,
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **INPUT_PATHS_ANYWHERE, **self.env, **self._store_env()},
+                start_new_session=True,
                 pass_fds=(fd,),
             )
         deadline = time.monotonic() + 30
@@ -81,6 +95,9 @@ class HostServer:
             except requests.RequestException:
                 time.sleep(0.05)
         raise RuntimeError(f"server did not come up:\n{self.log()}")
+
+    def _store_env(self) -> dict[str, str]:
+        return {} if self.store is None else {"DICOM_HOST_STORE": self.store}
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -108,25 +125,71 @@ class HostServer:
         return self.admin.create_instance(**kwargs)
 
 
+def _default_store(request) -> Optional[str]:
+    """The store of the servers tests start when they name none (see the module docstring)."""
+    backend = os.environ.get("DICOM_HOST_TESTS_STORE", "sqlite")
+    if backend == "sqlite":
+        return None
+    if backend != "postgresql":
+        raise pytest.UsageError(f"DICOM_HOST_TESTS_STORE must be sqlite or postgresql, not {backend!r}")
+    return request.getfixturevalue("postgres_server").create_database()
+
+
 @pytest.fixture(scope="session")
-def host_server(tmp_path_factory) -> HostServer:
-    server = HostServer(tmp_path_factory.mktemp("host") / "data").start()
+def host_server(tmp_path_factory, request) -> HostServer:
+    server = HostServer(tmp_path_factory.mktemp("host") / "data", store=_default_store(request)).start()
     yield server
     server.close()
 
 
 @pytest.fixture
-def server_factory(tmp_path):
+def server_factory(tmp_path, request):
     servers: list[HostServer] = []
+    default_store: list[Optional[str]] = []
 
-    def make(*args: str, env: Optional[dict] = None, name: str = "data") -> HostServer:
-        server = HostServer(tmp_path / name, list(args), dict(env or {})).start()
+    def make(*args: str, env: Optional[dict] = None, name: str = "data", store: Optional[str] = None) -> HostServer:
+        if store is None:  # one database for every server of the test, as they share the data dir when they do
+            if not default_store:
+                default_store.append(_default_store(request))
+            store = default_store[0]
+        server = HostServer(tmp_path / name, list(args), dict(env or {}), store=store).start()
         servers.append(server)
         return server
 
     yield make
     for s in servers:
         s.close()
+
+
+# --- store backends: a throwaway PostgreSQL for the session, a fresh database per test ---------------------
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of this session (tests/postgres.py), stopped at its end, also after failures."""
+    from postgres import ThrowawayPostgres, binaries
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; .ci/run installs the "
+                    "Debian package postgresql)")
+    server = ThrowawayPostgres.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server) -> str:
+    """The URL of the session server's maintenance database (superuser, loopback, no password)."""
+    return postgres_server.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A store URL for a fresh, empty store of each backend: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    return request.getfixturevalue("postgres_server").create_database()
 
 
 # --- raw SOAP -------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_the_data_dir_and_the_store_are_private(server_factory):
     """Tokens are in the store in clear: data dir 0700, store and its WAL/SHM 0600, whatever the umask."""
     old = os.umask(0o022)
     try:
-        server = server_factory()
+        server = server_factory(store="")  # the SQLite store's files, whatever DICOM_HOST_TESTS_STORE says
     finally:
         os.umask(old)
     server.create_instance()

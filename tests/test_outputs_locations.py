@@ -1,4 +1,5 @@
-"""Output locations through their Python interface, on a real SQLite store and a real filesystem:
+"""Output locations through their Python interface, on a real store (SQLite and PostgreSQL: the ``host``
+fixture runs on both) and a real filesystem:
 protocol choice, file:/http: location shape, lifetime (IDLE, EXIT, end, hand-back), where the data
 goes, what is described, and how returned URIs resolve. HTTP behaviour is in test_outputs_http.py."""
 from __future__ import annotations
@@ -19,15 +20,16 @@ from hosting_service.config import normalize_protocol
 from hosting_service.outputs.protocols import choose_protocol
 from hosting_service.outputs.uris import file_uri_path
 from hosting_service.states import PreconditionViolation, State
-from hosting_service.store import InstanceEnded, SQLiteStore
+from hosting_service.store import InstanceEnded, open_store
 
 
 class Host:
     """A store, its output locations and instances driven through the store, as the SOAP layer would."""
 
-    def __init__(self, tmp_path: Path, **settings):
-        self.settings = Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:8123/base", **settings)
-        self.store = SQLiteStore(self.settings.store_path)
+    def __init__(self, tmp_path: Path, store_url: str = "", **settings):
+        self.settings = Settings(data_dir=tmp_path / "data", public_url="http://127.0.0.1:8123/base",
+                                 store_url=store_url, **settings)
+        self.store = open_store(self.settings)
         self.outputs = OutputLocations(self.store, self.settings)
 
     def instance(self, *states: State, **options):
@@ -44,8 +46,10 @@ class Host:
 
 
 @pytest.fixture
-def host(tmp_path) -> Host:
-    return Host(tmp_path)
+def host(tmp_path, store_url):
+    host = Host(tmp_path, store_url)
+    yield host
+    host.store.close()
 
 
 def sha(data: bytes) -> str:
@@ -81,7 +85,7 @@ def test_first_preferred_protocol_the_deployment_offers_wins():
 
 
 def test_no_acceptable_protocol_is_a_client_error_listing_what_the_host_offers(host):
-    only_http = Host(host.settings.data_dir.parent / "other", output_protocols=("http",))
+    only_http = Host(host.settings.data_dir.parent / "other", host.settings.store_url, output_protocols=("http",))
     inst = only_http.instance()
     with pytest.raises(ClientError) as caught:
         only_http.outputs.issue(inst, ["file:", "ftp:"])

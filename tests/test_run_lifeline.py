@@ -77,3 +77,31 @@ def test_hangup_cancels_the_task(series, tmp_path):
     job.communicate(timeout=60)
     assert job.returncode == EXIT_CANCELED
     assert process_gone(app_pid)
+
+
+def test_killed_run_on_a_server_has_its_instance_ended_by_the_server(series, tmp_path, host_server):
+    """``run --server``: the instance is leased and heartbeated; once the run is killed, its application dies
+    with it and the server ends the instance when the lease runs out, instead of leaving it INPROGRESS."""
+    job = start_job(tmp_path / "out", "--app", f"{MISBEHAVING_APP} --process-seconds 60", "--input", str(series),
+                    "--lease", "2", server=host_server.url)
+    try:
+        events = read_events_until(job, "state", to="INPROGRESS")
+        app_pid = next(e["data"]["pid"] for e in events if e["kind"] == "run")
+        instance_id = next(e["data"]["id"] for e in events if e["kind"] == "instance")
+        time.sleep(3)  # longer than the lease: the heartbeats keep the instance
+        admin = host_server.admin
+        assert admin.instance(instance_id)["endedAt"] is None
+        job.send_signal(signal.SIGKILL)
+        job.wait(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and alive(app_pid):
+            time.sleep(0.05)
+        assert not alive(app_pid)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and admin.instance(instance_id)["endedAt"] is None:
+            time.sleep(0.2)
+        ended = admin.instance(instance_id)
+        assert ended["endedAt"] is not None, ended
+    finally:
+        job.kill()
+        job.communicate()

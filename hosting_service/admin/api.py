@@ -12,8 +12,9 @@ import logging
 import math
 import re
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 from hosting_service.admin.access import AdminAccess
@@ -25,7 +26,7 @@ from hosting_service.ports import free_loopback_port
 from hosting_service.tokens import new_token
 from hosting_service.outputs.locations import NotInOutputLocation
 from hosting_service.states import parse_state
-from hosting_service.store import Instance, InstanceEnded, SQLiteStore
+from hosting_service.store import Instance, InstanceEnded, Store
 
 log = logging.getLogger("dicom_host.admin")
 
@@ -58,14 +59,26 @@ class _Reply(Exception):
         self.body = body
 
 
+@dataclass
+class RawBody:
+    """A route's answer that is not JSON (a job's results tar): ``length`` bytes of ``content_type``."""
+
+    content_type: str
+    length: int
+    pieces: Iterable[bytes]
+
+
 class AdminApi:
     """WSGI application for every path under ``/admin/``."""
 
-    def __init__(self, store: SQLiteStore, settings: Settings, outputs):
+    def __init__(self, store: Store, settings: Settings, outputs):
         self.store = store
         self.settings = settings
         self.outputs = outputs
         self.access = AdminAccess(settings)
+        from hosting_service.admin.jobs import JobsApi  # it builds on this module's helpers
+
+        self.jobs = JobsApi(store, settings, outputs)
 
     # --- WSGI -----------------------------------------------------------------------------------------
 
@@ -80,6 +93,10 @@ class AdminApi:
         except Exception:  # the host's fault: log it, tell the client nothing internal
             log.exception("admin API: internal error on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             status, body = 500, {"error": "internal error; see the server log"}
+        if isinstance(body, RawBody):  # a job's results tar
+            start_response(f"{status} {HTTPStatus(status).phrase}", [
+                ("Content-Type", body.content_type), ("Content-Length", str(body.length)), ("Cache-Control", "no-store")])
+            return body.pieces
         payload = b"" if status == 204 else json.dumps(body, indent=1).encode()
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
                    ("Cache-Control", "no-store")]
@@ -92,6 +109,8 @@ class AdminApi:
             raise _Reply(refusal[0], {"error": refusal[1]})
 
     def _dispatch(self, environ) -> tuple[int, Any]:
+        if environ.get("PATH_INFO", "").startswith("/admin/jobs"):
+            return self.jobs.dispatch(environ)
         match = _ROUTE.match(environ.get("PATH_INFO", ""))
         if not match:
             raise _Reply(404, {"error": f"no admin route {environ.get('PATH_INFO')!r}"})
@@ -111,6 +130,7 @@ class AdminApi:
             (True, "requested-state", "POST"): lambda: self.requested_state(instance_id, read_json_object(environ)),
             (True, "outputs", "GET"): lambda: self.announced_outputs(instance_id),
             (True, "handback", "POST"): lambda: self.hand_back(instance_id, read_json_object(environ)),
+            (True, "heartbeat", "POST"): lambda: self.jobs.instance_heartbeat(instance_id),
         }
         route = routes.get((instance_id is not None, sub, method))
         if route is None:
@@ -152,10 +172,13 @@ class AdminApi:
         )
         if not isinstance(app_url, str) or not _is_http_url(app_url):
             raise ClientError("applicationURL must be an http(s) URL")
+        leased = self.jobs.instance_lease(body)  # checked before the instance exists
         token = new_token()
         host_url = f"{self.settings.public_url_base}/{token}/{HOST_SERVICE_PATH}"
         instance = self.store.create_instance(token=token, host_url=host_url, application_url=app_url,
                                               options=options)
+        if leased is not None:
+            leased(instance.id)
         (self.settings.instances_dir / instance.id).mkdir(parents=True, exist_ok=True, mode=0o700)
         log.info("instance %s created: hostURL %s/<token>/%s, applicationURL %s", instance.id,
                  self.settings.public_url_base, HOST_SERVICE_PATH, app_url)
@@ -196,12 +219,10 @@ class AdminApi:
     def offer_inputs(self, instance_id: str, body: dict) -> tuple[int, dict]:
         from hosting_service.dicom.inputs import scan
 
-        paths = body.get("paths")
-        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths) or not paths:
-            raise ClientError("inputs need 'paths': a non-empty list of files or folders on the server's filesystem")
         instance = self.store.get_instance(instance_id)
         if instance.ended:
             raise InstanceEnded(f"instance {instance_id} has ended")
+        paths = self.jobs.input_paths(instance_id, body)
         result = scan(paths)
         self.store.add_inputs(instance_id, result.objects)
         for path, reason in result.problems:

@@ -60,19 +60,27 @@ class AdminClient:
         return conn
 
     def _call(self, method: str, path: str, *, json_body: Any = None, params: Optional[dict] = None,
-              timeout: Optional[float] = None) -> Any:
+              timeout: Optional[float] = None, idempotent: bool = False) -> Any:
+        """One request; an idempotent one (a GET, or ``idempotent``) is sent once more on a new connection
+        when the connection fails without an answer: with several frontends behind one address, the one
+        that held this keep-alive connection may have gone while the others still answer."""
         target = self._prefix + path + (f"?{urlencode(params)}" if params else "")
         body = None if json_body is None else json.dumps(json_body).encode()
-        conn = self._connection(timeout or self.timeout)
-        try:
-            conn.request(method, target, body=body, headers=self._headers)
-            response = conn.getresponse()
-            payload = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            timed_out = isinstance(exc, TimeoutError)
-            reason = "no answer in time" if timed_out else (str(exc) or type(exc).__name__)
-            raise AdminError(f"admin API at {self.base} unreachable: {reason}", timed_out=timed_out) from None
+        attempts = 2 if method == "GET" or idempotent else 1
+        for attempt in range(attempts):
+            conn = self._connection(timeout or self.timeout)
+            try:
+                conn.request(method, target, body=body, headers=self._headers)
+                response = conn.getresponse()
+                payload = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                timed_out = isinstance(exc, TimeoutError)
+                if attempt + 1 < attempts and not timed_out:
+                    continue
+                reason = "no answer in time" if timed_out else (str(exc) or type(exc).__name__)
+                raise AdminError(f"admin API at {self.base} unreachable: {reason}", timed_out=timed_out) from None
         if response.status >= 400:
             try:
                 message = json.loads(payload)["error"]
@@ -90,11 +98,19 @@ class AdminClient:
     # --- the API ------------------------------------------------------------------------------------------
 
     def create_instance(self, *, application_url: Optional[str] = None,
-                        options: Optional[dict] = None) -> dict:
+                        options: Optional[dict] = None, lease_seconds: Optional[float] = None) -> dict:
+        """``lease_seconds``: the server ends the instance when no :meth:`heartbeat_instance` came for that
+        long (its runner is gone)."""
         body: dict[str, Any] = {"options": options or {}}
         if application_url:
             body["applicationURL"] = application_url
+        if lease_seconds:
+            body["leaseSeconds"] = lease_seconds
         return self._call("POST", "/instances", json_body=body)
+
+    def heartbeat_instance(self, instance_id: str) -> None:
+        """Renew the lease of an instance created with ``lease_seconds``."""
+        self._call("POST", f"/instances/{instance_id}/heartbeat", json_body={}, idempotent=True)
 
     def instances(self, *, include_ended: bool = False) -> list[dict]:
         return self._call("GET", "/instances", params={"all": "1"} if include_ended else None)

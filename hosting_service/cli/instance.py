@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from hosting_service.admin.client import AdminClient, AdminError
 from hosting_service.cli.exits import EXIT_APP_FAILED, EXIT_SERVER, EXIT_USAGE
+from hosting_service.cli.server_args import TokenError, add_server_arguments, admin_token
 from hosting_service.config import OUTPUT_SEMANTICS
 from hosting_service.model import to_jsonable
 from hosting_service.states import State, host_may_request, parse_state
@@ -50,8 +51,7 @@ def add_parser(sub) -> None:
 
     def action(name: str, help: str, handler: Handler, *, with_id: bool = True):
         a = isub.add_parser(name, help=help, description=help)
-        a.add_argument("--server", default="http://127.0.0.1:8080", help="server URL (default http://127.0.0.1:8080)")
-        a.add_argument("--admin-token", help="bearer token, when the server requires one")
+        add_server_arguments(a)
         if with_id:
             a.add_argument("id", help="instance id")
         a.set_defaults(handler=lambda args: _run(handler, args))
@@ -153,8 +153,8 @@ def _ask_to_exit(admin: AdminClient, instance: dict, timeout: float) -> tuple[bo
 def _run(handler: Handler, args) -> int:
 
     try:
-        admin = AdminClient(args.server, token=args.admin_token)
-    except ValueError as exc:
+        admin = AdminClient(args.server, token=admin_token(args))
+    except (ValueError, TokenError) as exc:
         print(f"dicom-host instance {args.action}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:

@@ -8,11 +8,11 @@ import sys
 from importlib import metadata
 from typing import Optional
 
-from hosting_service.cli import conformance, instance, run, serve
+from hosting_service.cli import conformance, instance, jobs, run, serve, worker
 from hosting_service.cli.exits import EXIT_INTERRUPTED
 from hosting_service.cli.help_text import make_plain
 
-SUBCOMMANDS = [serve, instance, run, conformance]
+SUBCOMMANDS = [serve, instance, run, conformance, jobs, worker]
 
 
 def build_parser() -> argparse.ArgumentParser:

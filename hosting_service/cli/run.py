@@ -39,12 +39,14 @@ from hosting_service.cli.exits import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from hosting_service.cli.server_args import TokenError, add_token_arguments, admin_token
 from hosting_service.config import OUTPUT_SEMANTICS, Settings
 from hosting_service.orchestration.options import RunOptions
 from hosting_service.orchestration.outcome import Outcome, Result
 from hosting_service.orchestration.progress import Reporter
 from hosting_service.orchestration.runner import Runner
 from hosting_service.orchestration.tasks import TASK_SCOPES
+from hosting_service.orchestration.tempdirs import remove_stale
 
 EXIT_CODES = {
     Result.COMPLETED: EXIT_OK,
@@ -97,7 +99,10 @@ def add_parser(sub) -> None:
     p.add_argument("--task-per", choices=TASK_SCOPES, default=defaults.task_per,
                    help="one task for all inputs (default), or one per patient, study or series")
     p.add_argument("--server", metavar="URL", help="use this running server instead of starting one")
-    p.add_argument("--admin-token", metavar="TOKEN", help="bearer token of the server's admin API, when it requires one")
+    add_token_arguments(p)
+    p.add_argument("--lease", type=_seconds, metavar="S", default=defaults.instance_lease,
+                   help="with --server: the instance's lease, renewed every S/3 seconds while the run goes; the "
+                   f"server ends the instance of a run that is gone (default {defaults.instance_lease:g})")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="data dir of the server started for this run "
                    "(default: a temporary one, removed at the end)")
     p.add_argument("--output-semantics", choices=OUTPUT_SEMANTICS,
@@ -131,19 +136,21 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     try:
         trust_app_uris = args.trust_app_uris or Settings.from_env().trust_app_uris
-    except ValueError as exc:
+        token = admin_token(args) if args.server else None
+    except (ValueError, TokenError) as exc:
         print(f"dicom-host run: {exc}", file=sys.stderr)
         return EXIT_USAGE
     options = RunOptions(
         app=args.app, inputs=args.input, output=args.output, app_args=args.app_args, server=args.server,
-        admin_token=args.admin_token, data_dir=args.data_dir, task_per=args.task_per, batch_size=args.batch_size,
+        admin_token=token, data_dir=args.data_dir, task_per=args.task_per, batch_size=args.batch_size,
         startup_timeout=args.startup_timeout, state_timeout=args.state_timeout, task_timeout=args.task_timeout,
         call_timeout=args.call_timeout, exit_grace=args.exit_grace, output_semantics=args.output_semantics,
-        trust_app_uris=trust_app_uris, output_models=args.output_models,
+        trust_app_uris=trust_app_uris, output_models=args.output_models, instance_lease=args.lease,
     )
     terminal = sys.stderr if sys.stderr.isatty() else None
     reporter = Reporter(json_stream=sys.stdout if args.json else None, terminal=terminal,
                         alerts=None if terminal else sys.stderr)
+    remove_stale()  # the temporary data dirs of earlier runs that were killed
     runner = Runner(options, reporter)
     handler = _interrupt_handler(runner)  # one count for every stop signal together
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}

@@ -52,6 +52,14 @@ def add_parser(sub) -> None:
                    help="time a client has to send a request, and longest pause in an upload (default 30)")
     p.add_argument("--max-connections", type=int, metavar="N",
                    help="open connections per worker process (default 256)")
+    p.add_argument("--store", metavar="URL",
+                   help="session store: sqlite:///PATH (default <data dir>/store.sqlite3) or postgresql://... "
+                        "(one database several servers share)")
+    p.add_argument("--apps", metavar="FILE", help="the app registry (TOML): the applications jobs may run "
+                   "(checked at start-up)")
+    p.add_argument("--input-roots", metavar="DIR[:DIR...]",
+                   help="folders on this server whose files the admin API may offer as inputs by path "
+                        "(default: none; job inputs are uploaded)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(handler=run)
 
@@ -60,7 +68,8 @@ _OPTION_VARIABLES = [("data_dir", "DATA_DIR"), ("admin_token", "ADMIN_TOKEN"), (
                      ("screen", "SCREEN"), ("output_protocols", "OUTPUT_PROTOCOLS"),
                      ("output_semantics", "OUTPUT_SEMANTICS"), ("output_retention", "OUTPUT_RETENTION"),
                      ("upload_quota", "UPLOAD_QUOTA"), ("upload_max_request", "UPLOAD_MAX_REQUEST"),
-                     ("read_timeout", "READ_TIMEOUT"), ("max_connections", "MAX_CONNECTIONS")]
+                     ("read_timeout", "READ_TIMEOUT"), ("max_connections", "MAX_CONNECTIONS"),
+                     ("store", "STORE"), ("apps", "APPS"), ("input_roots", "INPUT_ROOTS")]
 
 
 def _settings_env(args) -> dict[str, str]:
@@ -106,7 +115,8 @@ def _public_url(sock: socket.socket) -> str:
 
 
 def run(args) -> int:
-    from hosting_service.store import open_store
+    from hosting_service.jobs.registry import load_registry
+    from hosting_service.store import StoreError, open_store
 
     try:
         env = _settings_env(args)
@@ -115,8 +125,11 @@ def run(args) -> int:
         env[ENV_PREFIX + "PUBLIC_URL"] = args.public_url or env.get(ENV_PREFIX + "PUBLIC_URL") or _public_url(sock)
         settings = Settings.from_env(env)
         env[ENV_PREFIX + "DATA_DIR"] = str(settings.data_dir.resolve())  # the workers may change folder
-        open_store(Settings.from_env(env))  # create the schema once, before the workers race for it
-    except (ValueError, OSError) as exc:
+        if settings.apps_file is not None:
+            env[ENV_PREFIX + "APPS"] = str(settings.apps_file.resolve())
+        load_registry(settings)  # a mistake in the app registry stops the start, naming file, entry and field
+        open_store(Settings.from_env(env)).close()  # migrate once, before the workers race for it
+    except (ValueError, OSError, StoreError) as exc:
         print(f"dicom-host serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
     sock.set_inheritable(True)

@@ -1,11 +1,12 @@
 """The models of every instance: built by GetAsModels, queried, released; their bulk data served by GetData.
 
 **Where things are.** A model's record and its bulk-data records live in the store (tables ``models``
-and ``model_bulk_data``), so any gunicorn worker can answer for any model; its XML is written, in its
-namespace, to ``<instance work area>/delivery-cache/models/<call uuid>.xml`` (the models of one call one
-after the other; the store keeps each one's offset and length) and each worker keeps the
-query views of recently used models in a bounded cache (:data:`CACHE_BUDGET` bytes of XML). A worker
-that has not built a model parses the file on first use. Every lookup is by instance and UUID together:
+and ``model_bulk_data``, created by :mod:`hosting_service.store.schema`), so any gunicorn worker can answer
+for any model; its XML is written, in its namespace, to
+``<instance work area>/delivery-cache/models/<call uuid>.xml`` (the models of one call one after the other;
+the store keeps each one's offset and length) and each worker keeps the query views of recently used
+models in a bounded cache (:data:`CACHE_BUDGET` bytes of XML). A worker that has not built a model parses
+the file on first use. Every lookup is by instance and UUID together:
 one application can never name another's model or bulk data.
 
 **Lifetime.** ReleaseModels marks models released and deletes their XML (a file once all its models
@@ -27,10 +28,10 @@ import io
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,8 @@ from hosting_service.models.query import (
     run_queries,
     with_namespace,
 )
-from hosting_service.store.base import InputObject
+from hosting_service.store.base import InputObject, Store
+from hosting_service.store.dialect import Database, Row
 
 if TYPE_CHECKING:
     from hosting_service.dicom.delivery import Delivery
@@ -68,34 +70,6 @@ EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 imported only when a model is built: a server process that never builds one does not carry them."""
 
 log = logging.getLogger("dicom_host.models")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    uuid TEXT PRIMARY KEY,
-    instance_id TEXT NOT NULL,
-    class_uid TEXT NOT NULL,
-    infoset_type TEXT NOT NULL,
-    path TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    sources TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    released_at REAL,
-    swept INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS models_by_instance ON models (instance_id, released_at);
-CREATE TABLE IF NOT EXISTS model_bulk_data (
-    uuid TEXT PRIMARY KEY,
-    instance_id TEXT NOT NULL,
-    model TEXT NOT NULL,
-    path TEXT NOT NULL,
-    offset INTEGER NOT NULL,
-    length INTEGER NOT NULL,
-    transfer_syntax TEXT NOT NULL,
-    frame INTEGER
-);
-CREATE INDEX IF NOT EXISTS model_bulk_data_by_model ON model_bulk_data (model);
-"""
 
 CACHE_BUDGET = 64 << 20
 """Bytes of model XML whose query views one worker keeps parsed."""
@@ -200,23 +174,26 @@ def _shown(uuids: list[str]) -> str:
     return ", ".join(uuids[:5]) + (f" and {len(uuids) - 5} more" if len(uuids) > 5 else "")
 
 
-class ModelRegistry:
-    """Models of one deployment; :meth:`attach` gives the one registry of a store (registering its tables
-    and its expiry hook once per process)."""
+_REGISTRIES: "weakref.WeakKeyDictionary[Store, ModelRegistry]" = weakref.WeakKeyDictionary()
+"""The registry of each store of this process (see :meth:`ModelRegistry.attach`)."""
 
-    def __init__(self, store, settings: Settings, outputs):
+
+class ModelRegistry:
+    """Models of one deployment; :meth:`attach` gives the one registry of a store (registering its expiry
+    hook once per process)."""
+
+    def __init__(self, store: Store, settings: Settings, outputs):
         self._store = store
         self._settings = settings
         self._outputs = outputs
         self._views = _ViewCache(CACHE_BUDGET)
-        store.read().executescript(SCHEMA)
         store.add_expiry_hook(self._expire)
 
     @classmethod
-    def attach(cls, store, settings: Settings, outputs) -> "ModelRegistry":
-        registry = getattr(store, "_model_registry", None)
+    def attach(cls, store: Store, settings: Settings, outputs) -> "ModelRegistry":
+        registry = _REGISTRIES.get(store)
         if registry is None:
-            registry = store._model_registry = cls(store, settings, outputs)
+            registry = _REGISTRIES[store] = cls(store, settings, outputs)
         return registry
 
     def _folder(self, instance_id: str) -> Path:
@@ -333,15 +310,15 @@ class ModelRegistry:
         """Keep the models, in a transaction that checks the application is still in a state that allows
         GetAsModels (an IDLE that came in meanwhile released everything)."""
         now = time.time()
-        with self._store.transaction() as db:
-            self._store._check_still(db, instance_id, "GetAsModels")  # the store's own re-check, in this transaction
+        with self._store.transaction(key=instance_id) as db:
+            self._store.check_still(db, instance_id, "GetAsModels")  # the store's own re-check, in this transaction
             db.executemany(
-                "INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, offset, length, sources, "
+                'INSERT INTO models (uuid, instance_id, class_uid, infoset_type, path, "offset", length, sources, '
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(m.uuid, instance_id, class_uid, infoset, str(path), offset, length, json.dumps(m.sources), now)
                  for m, (offset, length) in zip(built, spans)])
             db.executemany(
-                "INSERT INTO model_bulk_data (uuid, instance_id, model, path, offset, length, transfer_syntax, frame)"
+                'INSERT INTO model_bulk_data (uuid, instance_id, model, path, "offset", length, transfer_syntax, frame)'
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(b.uuid, instance_id, m.uuid, b.path, b.offset, b.length, b.transfer_syntax, b.frame)
                  for m in built for b in m.bulk])
@@ -377,19 +354,19 @@ class ModelRegistry:
     def query_info_set(self, instance_id: str, models: list[str], xpaths: list[str]) -> list[QueryResultInfoSet]:
         return info_set_results(self.query("QueryInfoSet", instance_id, models, xpaths))
 
-    def _live(self, instance_id: str, models: Iterable[str]) -> dict[str, sqlite3.Row]:
+    def _live(self, instance_id: str, models: Iterable[str]) -> dict[str, Row]:
         wanted = list({m.lower() for m in models})
-        found: dict[str, sqlite3.Row] = {}
-        db = self._store.read()
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            for row in db.execute(
-                    f"SELECT * FROM models WHERE instance_id = ? AND released_at IS NULL "
-                    f"AND uuid IN ({','.join('?' * len(chunk))})", [instance_id, *chunk]):
-                found[row["uuid"]] = row
+        found: dict[str, Row] = {}
+        with self._store.reading() as db:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                for row in db.execute(
+                        f"SELECT * FROM models WHERE instance_id = ? AND released_at IS NULL "
+                        f"AND uuid IN ({','.join('?' * len(chunk))})", [instance_id, *chunk]):
+                    found[row["uuid"]] = row
         return found
 
-    def _view(self, row: sqlite3.Row) -> etree._Element:
+    def _view(self, row: Row) -> etree._Element:
         view = self._views.get(row["uuid"])
         if view is None:
             with open(row["path"], "rb") as f:
@@ -405,15 +382,15 @@ class ModelRegistry:
         """The bulk data of this instance's live models among ``uuids``, keyed by lower-case UUID."""
         wanted = list({u.lower() for u in uuids})
         found: dict[str, BulkRecord] = {}
-        db = self._store.read()
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            for row in db.execute(
-                    "SELECT b.* FROM model_bulk_data b JOIN models m ON m.uuid = b.model "
-                    f"WHERE b.instance_id = ? AND m.released_at IS NULL AND b.uuid IN ({','.join('?' * len(chunk))})",
-                    [instance_id, *chunk]):
-                found[row["uuid"]] = BulkRecord(row["uuid"], row["path"], row["offset"], row["length"],
-                                                row["transfer_syntax"], row["frame"])
+        with self._store.reading() as db:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i:i + 500]
+                for row in db.execute(
+                        "SELECT b.* FROM model_bulk_data b JOIN models m ON m.uuid = b.model "
+                        f"WHERE b.instance_id = ? AND m.released_at IS NULL AND b.uuid IN ({','.join('?' * len(chunk))})",
+                        [instance_id, *chunk]):
+                    found[row["uuid"]] = BulkRecord(row["uuid"], row["path"], row["offset"], row["length"],
+                                                    row["transfer_syntax"], row["frame"])
         return found
 
     # --- ReleaseModels and expiry ---------------------------------------------------------------------
@@ -423,7 +400,7 @@ class ModelRegistry:
         if not ids:
             return 0
         now = time.time()
-        with self._store.transaction() as db:
+        with self._store.transaction(key=instance_id) as db:
             count = 0
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
@@ -436,7 +413,7 @@ class ModelRegistry:
         self._sweep(instance_id)
         return count
 
-    def _expire(self, db: sqlite3.Connection, instance_id: str, reason: str, now: float) -> list[str]:
+    def _expire(self, db: Database, instance_id: str, reason: str, now: float) -> list[str]:
         """The store's expiry hook: every model of the instance is released (IDLE, EXIT, end)."""
         count = db.execute("UPDATE models SET released_at = ? WHERE instance_id = ? AND released_at IS NULL",
                            (now, instance_id)).rowcount
@@ -448,18 +425,20 @@ class ModelRegistry:
     def _sweep(self, instance_id: str) -> None:
         """Delete the XML files whose models are all released (bulk-data copies stay for the locators
         handed out)."""
-        rows = self._store.read().execute(
-            "SELECT uuid, path FROM models WHERE instance_id = ? AND released_at IS NOT NULL AND swept = 0 "
-            "AND path NOT IN (SELECT path FROM models WHERE instance_id = ? AND released_at IS NULL)",
-            (instance_id, instance_id)).fetchall()
+        with self._store.reading() as db:
+            rows = db.execute(
+                "SELECT uuid, path FROM models WHERE instance_id = ? AND released_at IS NOT NULL AND swept = 0 "
+                "AND path NOT IN (SELECT path FROM models WHERE instance_id = ? AND released_at IS NULL)",
+                (instance_id, instance_id)).fetchall()
         if not rows:
             return
         for path in {row["path"] for row in rows}:
             Path(path).unlink(missing_ok=True)
         self._views.drop(row["uuid"] for row in rows)
-        with self._store.transaction() as db:
+        with self._store.transaction(key=instance_id) as db:
             db.executemany("UPDATE models SET swept = 1 WHERE uuid = ?", [(row["uuid"],) for row in rows])
 
     def live_models(self, instance_id: str) -> int:
-        return self._store.read().execute(
-            "SELECT COUNT(*) FROM models WHERE instance_id = ? AND released_at IS NULL", (instance_id,)).fetchone()[0]
+        with self._store.reading() as db:
+            return int(db.execute("SELECT COUNT(*) AS n FROM models WHERE instance_id = ? AND released_at IS NULL",
+                                  (instance_id,)).fetchone()["n"])

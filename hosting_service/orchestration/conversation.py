@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
 from hosting_service.orchestration.job import Job
 from hosting_service.orchestration.outcome import AppEnded, JobFailure, Result
-from hosting_service.orchestration.process import AppProcess
+from hosting_service.orchestration.process import AppHandle
 from hosting_service.states import HostAction, State
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def fixed(mark: Optional[int]) -> Since:
 
 
 class Application:
-    def __init__(self, job: Job, process: AppProcess):
+    def __init__(self, job: Job, process: AppHandle):
         self.job = job
         self.process = process
         self.winding_down = False

@@ -3,8 +3,9 @@
 On Linux each child asks the kernel, between fork and exec, for a signal when its parent dies
 (``prctl(PR_SET_PDEATHSIG)``), so a ``dicom-host run`` killed with SIGKILL leaves neither its application
 nor its embedded server running (gunicorn's workers follow their master: they leave when it has gone).
-The signal comes when the *thread* that started the child ends, so children are started from the main
-thread only. Elsewhere the request is skipped: the run's own handlers still end its children on every
+The signal comes when the *thread* that started the child ends, so children are started from a thread
+that outlives them: the main thread of ``dicom-host run``, and in ``dicom-host worker`` the thread of the
+job, which ends only once its application has been reaped. Elsewhere the request is skipped: the run's own handlers still end its children on every
 signal it can catch.
 """
 from __future__ import annotations

@@ -72,6 +72,8 @@ class Manifest:
     ``exit``, ``end``), and ``stateRoundTrips``: each SetState with the milliseconds until the application's
     notification of the new state was seen."""
     outcome: dict[str, Any] = field(default_factory=dict)
+    job: dict[str, Any] = field(default_factory=dict)
+    """``dicom-host worker``: the job this run was (``id``)."""
 
     def milestone(self, name: str) -> None:
         self.timings[name] = round(time.time() - self.started_at, 4)
@@ -84,6 +86,7 @@ class Manifest:
             "app": self.app,
             "server": self.server,
             "instance": self.instance,
+            **({"job": self.job} if self.job else {}),
             "inputs": self.inputs,
             "tasks": self.tasks,
             "outputs": self.outputs,

@@ -15,7 +15,8 @@ import signal
 import subprocess
 import threading
 import time
-from typing import IO, Callable, Optional
+from dataclasses import dataclass, field
+from typing import IO, Callable, Optional, Protocol, Sequence
 
 from hosting_service.orchestration.lifeline import dying_with
 
@@ -39,18 +40,78 @@ def application_argv(command: str, host_url: str, application_url: str, passthro
     return [*words, "--hostURL", host_url, "--applicationURL", application_url, *passthrough]
 
 
+class AppHandle(Protocol):
+    """What the orchestration needs of a launched application: an :class:`AppProcess`, or anything with its
+    surface (an application container)."""
+
+    argv: list[str]
+    started_at: float
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> Optional[int]: ...
+
+    def wait(self, timeout: float) -> Optional[int]: ...
+
+    def abort(self, term_grace: float = 1.0) -> str: ...
+
+    def kill(self) -> None: ...
+
+    def drain_output(self, timeout: float) -> None: ...
+
+    def describe_exit(self) -> str: ...
+
+
+class Launcher(Protocol):
+    """How a job's application is started, once the server has created its instance."""
+
+    @property
+    def application_url(self) -> Optional[str]:
+        """The ``--applicationURL`` to create the instance with (``None``: a free loopback port)."""
+        ...
+
+    def launch(self, host_url: str, application_url: str, app_args: Sequence[str], sink: OutputSink) -> AppHandle:
+        """Start the application with the standard's two URLs and ``app_args``; :class:`LaunchError` if it
+        cannot be started."""
+        ...
+
+
+@dataclass
+class ProcessLauncher:
+    """The application as a child process of this one (``dicom-host run``, a worker's job)."""
+
+    command: str
+    """Split like a shell would (:func:`application_argv`)."""
+    environment: dict[str, str] = field(default_factory=dict)
+    cwd: Optional[str] = None
+    application_url: Optional[str] = None
+
+    def launch(self, host_url: str, application_url: str, app_args: Sequence[str], sink: OutputSink) -> "AppProcess":
+        argv = application_argv(self.command, host_url, application_url, list(app_args))
+        return AppProcess(argv, sink, environment=self.environment, cwd=self.cwd)
+
+
 class AppProcess:
     """One running application: its output is read line by line into ``sink`` on two daemon threads."""
 
-    def __init__(self, argv: list[str], sink: OutputSink):
+    def __init__(self, argv: list[str], sink: OutputSink, *, environment: Optional[dict[str, str]] = None,
+                 cwd: Optional[str] = None):
+        """``environment``: variables added to this process's own; ``cwd``: the working folder.
+
+        The parent-death signal fires when the *thread* that forks the child ends (:mod:`.lifeline`): start
+        an application from a thread that lives at least as long as the application (the main thread of
+        ``dicom-host run``, a job's thread in ``dicom-host worker``)."""
         self.argv = argv
+        env = {**os.environ, **environment} if environment else None
         try:
             self._popen = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, preexec_fn=dying_with(os.getpid()),
+                start_new_session=True, preexec_fn=dying_with(os.getpid()), env=env, cwd=cwd,
             )
         except OSError as exc:
-            raise LaunchError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from None
+            where = f" in {cwd}" if cwd and isinstance(exc, FileNotFoundError) and exc.filename == cwd else ""
+            raise LaunchError(f"cannot start {argv[0]!r}{where}: {exc.strerror or exc}") from None
         self._pidfd = _pidfd(self._popen.pid)
         self.started_at = time.monotonic()
         """When it was launched (``time.monotonic()``): the startup timeout counts from here."""
@@ -100,6 +161,13 @@ class AppProcess:
         self._popen.wait()
         self.drain_output(1.0)
         return how
+
+    def kill(self) -> None:
+        """SIGKILL to the process group, from any thread; the thread that runs the job sees the end and
+        reaps the process (:meth:`abort` is for that thread). Nothing once it has been reaped: its number
+        may belong to another process group by then."""
+        if self._popen.returncode is None:
+            self._signal_group(signal.SIGKILL)
 
     def drain_output(self, timeout: float) -> None:
         """Wait until the application's last output lines have reached the sink (its pipes are closed)."""

@@ -45,7 +45,9 @@ class Reporter:
     """Thread-safe: the application's output arrives from reader threads."""
 
     def __init__(self, *, json_stream: Optional[TextIO] = None, terminal: Optional[TextIO] = None,
-                 alerts: Optional[TextIO] = None):
+                 alerts: Optional[TextIO] = None, command: str = "dicom-host run"):
+        self.command = command
+        """Names the command on the ``alerts`` lines."""
         self.json_stream = json_stream
         self.terminal = terminal
         self.alerts = alerts
@@ -70,7 +72,7 @@ class Reporter:
             if self.terminal is not None:
                 self._show(self.terminal, kind, data)
             elif self.alerts is not None and kind in ALERT_KINDS:
-                self.alerts.write(f"dicom-host run: {(_above_line(kind, data) or kind).strip()}\n")
+                self.alerts.write(f"{self.command}: {(_above_line(kind, data) or kind).strip()}\n")
                 self.alerts.flush()
 
     def _count(self, kind: str, data: dict) -> None:
@@ -120,7 +122,7 @@ class Reporter:
                 self._line_shown = False
 
 
-ALERT_KINDS = ("input-problem", "host-warning")
+ALERT_KINDS = ("input-problem", "host-warning", "job")
 """Shown even without a terminal (on stderr)."""
 
 
@@ -139,4 +141,7 @@ def _above_line(kind: str, data: dict) -> Optional[str]:
         return f"  warning: {data.get('message')}"
     if kind == "notice":
         return f"  {data.get('message')}"
+    if kind == "job":
+        details = ", ".join(f"{k} {v}" for k, v in (data.get("data") or {}).items() if isinstance(v, (str, int, float)))
+        return f"  job {data.get('kind')}" + (f": {details}" if details else "")
     return None

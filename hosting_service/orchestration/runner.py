@@ -16,6 +16,11 @@ ends the instance and writes the manifest. Its parts:
 * :mod:`.retrieval`: receiving the outputs, one method per step;
 * :mod:`.winddown`: the way to EXIT, and the hard abort;
 * :mod:`.destination`: the ``--output`` folder (new, empty, or an earlier run's, replaced on success).
+
+``dicom-host worker`` runs the same :class:`Runner` for each job it leases (:mod:`.jobworker`), with
+:attr:`RunOptions.job` set: the instance is created for the job (the job's lease covers it) and offered the
+job's uploaded inputs. ``dicom-host run --server URL`` creates its instance with a lease and renews it
+(:mod:`.heartbeat`), so a killed run's instance is ended by the server.
 """
 from __future__ import annotations
 
@@ -32,11 +37,18 @@ from hosting_service.orchestration.conversation import Application
 from hosting_service.orchestration.destination import Destination, DestinationError
 from hosting_service.orchestration.driver import TaskRun, await_ready
 from hosting_service.orchestration.feed import EventFeed
+from hosting_service.orchestration.heartbeat import Heartbeat, instance_heartbeat
 from hosting_service.orchestration.job import OWN_EVENT_KINDS, Job
 from hosting_service.orchestration.manifest import MANIFEST_NAME, Manifest
 from hosting_service.orchestration.options import RunOptions
 from hosting_service.orchestration.outcome import JobFailure, Outcome, Result
-from hosting_service.orchestration.process import AppProcess, LaunchError, application_argv
+from hosting_service.orchestration.process import (
+    AppHandle,
+    Launcher,
+    LaunchError,
+    ProcessLauncher,
+    application_argv,
+)
 from hosting_service.orchestration.progress import Reporter
 from hosting_service.orchestration.retrieval import Received, Retrieval
 from hosting_service.orchestration.server import EmbeddedServer, ServerStartError
@@ -55,7 +67,24 @@ class Runner:
         self.reporter = reporter
         self.cancel_requested = threading.Event()
         """Set by the CLI on the first Ctrl-C (or SIGTERM, SIGHUP): the job is canceled gracefully."""
+        self.cancel_reason: Optional[str] = None
+        """Why, when someone else than the user at the terminal asked (set before :attr:`cancel_requested`)."""
         self._started_at = time.time()
+        self._lock = threading.Lock()
+        self._process: Optional[AppHandle] = None
+        self.launcher: Launcher = options.launcher or ProcessLauncher(
+            options.app, options.environment, str(options.working_dir) if options.working_dir is not None else None)
+        self._aborted: Optional[Outcome] = None
+
+    def abort(self, why: str, result: Result = Result.SERVER) -> None:
+        """From another thread: kill the application now (or never launch it) and end the job with
+        ``result`` and ``why`` (a worker that lost the job's lease: the job is no longer its to run; a
+        worker stopped twice)."""
+        with self._lock:
+            self._aborted = Outcome(result, why)
+            process = self._process
+        if process is not None:
+            process.kill()
 
     def run(self) -> Outcome:
         """Run the job; never raises for anything the application, the server or the user does."""
@@ -79,18 +108,24 @@ class Runner:
         return outcome
 
     def _admin_client(self, url: str, token: Optional[str]) -> AdminClient:
+        cls = AdminClient
+        if self.options.job is not None:
+            from hosting_service.admin.jobs_client import JobsClient
+
+            cls = JobsClient
         try:
-            return AdminClient(url, token=token, timeout=self.options.call_timeout)
+            return cls(url, token=token, timeout=self.options.call_timeout)
         except ValueError as exc:
             raise JobFailure(Result.USAGE, str(exc)) from None
 
     def _check_usage(self) -> Destination:
         o = self.options
-        try:
-            application_argv(o.app, "", "", [])
-        except LaunchError as exc:
-            raise JobFailure(Result.USAGE, str(exc)) from None
-        missing = [str(p) for p in o.inputs if not p.exists()]
+        if o.launcher is None:
+            try:
+                application_argv(o.app, "", "", [])
+            except LaunchError as exc:
+                raise JobFailure(Result.USAGE, str(exc)) from None
+        missing = [str(p) for p in o.inputs if not p.exists()] if o.job is None else []
         if missing:
             raise JobFailure(Result.USAGE, f"input not found: {', '.join(missing)}")
         try:
@@ -111,19 +146,47 @@ class Runner:
 
     def _job(self, server_url: str, token: Optional[str], admin: AdminClient, destination: Destination) -> Outcome:
         o = self.options
-        options = {"label": "dicom-host run", "app_command": o.app}
-        if o.output_semantics:
-            options["output_semantics"] = o.output_semantics
+        instance = self._create_instance(admin)
+        lease: Optional[Heartbeat] = None
+        if o.server is not None and o.job is None and o.instance_lease:
+            lease = instance_heartbeat(admin, instance["id"], o.instance_lease)
         try:
-            instance = admin.create_instance(options=options)
+            return self._run_instance(server_url, token, admin, destination, instance)
+        finally:
+            if lease is not None:
+                lease.stop()
+
+    def _create_instance(self, admin: AdminClient) -> dict:
+        o = self.options
+        options: dict[str, object] = {"label": o.label, "app_command": o.app}
+        for key, value in (("output_semantics", o.output_semantics), ("file_uris", o.file_uris),
+                           ("output_protocols", o.output_protocols)):
+            if value is not None:
+                options[key] = value
+        try:
+            if o.job is not None:
+                from hosting_service.admin.jobs_client import JobsClient
+
+                assert isinstance(admin, JobsClient)
+                return admin.create_job_instance(o.job.id, o.job.lease, options,
+                                                 application_url=self.launcher.application_url)
+            lease = round(o.instance_lease) if o.server is not None and o.instance_lease else None
+            return admin.create_instance(application_url=self.launcher.application_url, options=options,
+                                         lease_seconds=lease)
         except AdminError as exc:
             raise JobFailure(Result.SERVER, str(exc)) from None
+
+    def _run_instance(self, server_url: str, token: Optional[str], admin: AdminClient, destination: Destination,
+                      instance: dict) -> Outcome:
+        o = self.options
         manifest = Manifest(
             started_at=self._started_at,
             app={"command": o.app, "args": o.app_args},
             server={"url": server_url, "embedded": o.server is None},
             instance={k: instance[k] for k in ("id", "hostURL", "applicationURL")},
         )
+        if o.job is not None:
+            manifest.job = {"id": o.job.id}
         manifest.milestone("instance")
         feed = EventFeed(admin, instance["id"], self.reporter, own_kinds=OWN_EVENT_KINDS)
         job = Job(o, self.reporter, admin, instance, manifest, feed, destination.folder, self.cancel_requested)
@@ -157,6 +220,8 @@ class Runner:
             with contextlib.suppress(AdminError):  # the details go to the instance history, not the terminal
                 admin.add_event(job.instance_id, "internal", {"traceback": traceback.format_exc()})
             outcome = Outcome(Result.INTERNAL, f"internal error in dicom-host ({type(exc).__name__}: {exc})")
+        if outcome.result is Result.CANCELED and self.cancel_reason:
+            outcome = Outcome(Result.CANCELED, self.cancel_reason)
         self._finish(job, app, app_log, outcome)
         for closable in (retrieval, app):
             if closable is not None:
@@ -172,29 +237,45 @@ class Runner:
         return outcome
 
     def _summary(self, total: Received, destination: Destination) -> str:
-        text = f"{total.received} object{'s' if total.received != 1 else ''} in {destination.final}"
+        in_job = self.options.job is not None  # a worker's folder is its own; the job's results are on the server
+        text = f"{total.received} object{'s' if total.received != 1 else ''}" + ("" if in_job else
+                                                                                 f" in {destination.final}")
         if total.refused:
+            manifest = MANIFEST_NAME if in_job else destination.final / MANIFEST_NAME
             text += (f"; {total.refused} refused (outside the instance's output locations: see the warnings in "
-                     f"{destination.final / MANIFEST_NAME})")
+                     f"{manifest})")
         return text
 
     def _launch(self, job: Job, app_log: AppLog) -> Application:
-        argv = application_argv(job.options.app, job.instance["hostURL"], job.instance["applicationURL"],
-                                job.options.app_args)
         try:
-            process = AppProcess(argv, app_log.write)
+            with self._lock:
+                if self._aborted is not None:
+                    raise JobFailure(self._aborted.result, self._aborted.reason)
+                process = self._process = self.launcher.launch(
+                    job.instance["hostURL"], job.instance["applicationURL"], job.options.app_args, app_log.write)
         except LaunchError as exc:
             raise JobFailure(Result.USAGE, str(exc)) from None
         job.manifest.milestone("launched")
-        job.manifest.app.update(argv=argv, pid=process.pid)
-        job.record("run", {"argv": argv, "pid": process.pid})
+        job.manifest.app.update(argv=process.argv, pid=process.pid)
+        job.record("run", {"argv": process.argv, "pid": process.pid})
         return Application(job, process)
 
     def _offer_inputs(self, job: Job) -> list[Task]:
         paths = self.options.inputs
-        answer = job.server_call(lambda: job.admin.offer_inputs(job.instance_id, [str(p.resolve()) for p in paths]))
+        lease = self.options.job
+        if lease is None:
+            answer = job.server_call(lambda: job.admin.offer_inputs(job.instance_id,
+                                                                    [str(p.resolve()) for p in paths]))
+            given: dict[str, object] = {"paths": [str(p) for p in paths]}
+        else:
+            from hosting_service.admin.jobs_client import JobsClient
+
+            admin = job.admin
+            assert isinstance(admin, JobsClient)
+            answer = job.server_call(lambda: admin.offer_job_inputs(job.instance_id, lease.id))
+            given = {"job": lease.id}
         problems = answer["problems"]
-        job.manifest.inputs = {"paths": [str(p) for p in paths], "count": answer["count"], "problems": problems}
+        job.manifest.inputs = {**given, "count": answer["count"], "problems": problems}
         job.manifest.milestone("offered")
         self.reporter.emit("offered", {"count": answer["count"], "problems": len(problems)})
         for problem in problems[:SHOWN_INPUT_PROBLEMS]:
@@ -203,7 +284,8 @@ class Runner:
             self.reporter.emit("input-problem", {"path": f"{len(problems) - SHOWN_INPUT_PROBLEMS} more inputs",
                                                  "reason": "listed in manifest.json"})
         if answer["count"] == 0:
-            raise JobFailure(Result.USAGE, f"no readable input among {', '.join(map(str, paths))}"
+            among = ", ".join(map(str, paths)) if lease is None else f"the inputs of job {lease.id}"
+            raise JobFailure(Result.USAGE, f"no readable input among {among}"
                              + (f" ({problems[0]['path']}: {problems[0]['reason']})" if problems else ""))
         try:
             return split_tasks(answer["availableData"], self.options.task_per)
@@ -220,6 +302,8 @@ class Runner:
                 app.hard_abort("second interrupt")
             app.process.drain_output(1.0)
             job.manifest.app["exit"] = app.process.describe_exit()
+        if self._aborted is not None:  # killed from another thread, before or while it was brought down
+            outcome.result, outcome.reason = self._aborted.result, self._aborted.reason
         app_log.close()
         app_log.admin.close()
         job.manifest.milestone("end")

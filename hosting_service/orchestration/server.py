@@ -13,12 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
 
 from hosting_service.orchestration.lifeline import dying_with
+from hosting_service.orchestration.tempdirs import private_temp
 from hosting_service.tokens import new_token
 
 
@@ -65,7 +65,7 @@ class EmbeddedServer:
             self.data_dir = self._given_data_dir.resolve()
             self.data_dir.mkdir(parents=True, exist_ok=True)
         else:
-            self.data_dir = Path(tempfile.mkdtemp(prefix="dicom-host-run-"))
+            self.data_dir = private_temp("run")  # removed by the next run if this one is killed
         try:
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 self.port = listener.getsockname()[1]
@@ -86,7 +86,8 @@ class EmbeddedServer:
                 "--bind", f"fd://{fd}", "--public-url", self.url,
                 "--data-dir", str(self.data_dir), "--workers", "1", "--log-level", self.log_level]
         with open(self.log_path, "ab") as log:
-            env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token}  # not in argv, where ps shows it
+            env = {**os.environ, "DICOM_HOST_ADMIN_TOKEN": self.admin_token,  # not in argv, where ps shows it
+                   "DICOM_HOST_INPUT_ROOTS": "/"}  # the run's inputs are on this machine, wherever they are
             self._process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                              env=env, start_new_session=True, pass_fds=(fd,),
                                              preexec_fn=dying_with(os.getpid()))

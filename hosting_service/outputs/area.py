@@ -49,12 +49,17 @@ class InstanceArea:
         return self.results / location_id
 
     def create(self, location_id: str) -> Path:
-        """A fresh, empty, mode 0700 folder for a new location (and the instance's folders it needs)."""
-        self.root.parent.mkdir(parents=True, exist_ok=True)
-        for folder in (self.root, self.outputs, self.uploads):
-            _private_dir(folder)
+        """A fresh, empty, mode 0700 folder for a new location (and the instance's folders it needs, made
+        with its first location: a mkdir of a folder that exists costs about as much as a new one, and
+        with calls spread over many instances it was most of GetOutputLocation's time; bench/scale.py)."""
         path = self.live(location_id)
-        path.mkdir(mode=0o700)  # never exist_ok: a location is always new
+        try:
+            path.mkdir(mode=0o700)  # never exist_ok: a location is always new
+        except FileNotFoundError:
+            self.root.parent.mkdir(parents=True, exist_ok=True)
+            for folder in (self.root, self.outputs, self.uploads):
+                _private_dir(folder)
+            path.mkdir(mode=0o700)
         return path
 
     def retire(self, location_id: str) -> None:

@@ -23,11 +23,13 @@ def describe(records: LocationRecords, instance_id: str) -> list[dict[str, Any]]
     """
     reap_abandoned(records, instance_id)
     _checksum_taken_files(records, instance_id)
-    db = records.store.read()
-    locations = [Location.from_row(r) for r in db.execute(
-        "SELECT * FROM output_locations WHERE instance_id = ? ORDER BY created_at, rowid", (instance_id,))]
+    with records.store.reading() as db:
+        locations = [Location.from_row(r) for r in db.execute(
+            "SELECT * FROM output_locations WHERE instance_id = ? ORDER BY created_at, id", (instance_id,))]
+        file_rows = db.execute("SELECT * FROM output_files WHERE instance_id = ? ORDER BY name",
+                               (instance_id,)).fetchall()
     files: dict[str, list[dict[str, Any]]] = {}
-    for r in db.execute("SELECT * FROM output_files WHERE instance_id = ? ORDER BY name", (instance_id,)):
+    for r in file_rows:
         size = r["size"]
         if r["state"] == WRITING:
             size = Path(r["part"]).stat().st_size if Path(r["part"]).exists() else 0
@@ -59,10 +61,11 @@ def describe(records: LocationRecords, instance_id: str) -> list[dict[str, Any]]
 
 def _checksum_taken_files(records: LocationRecords, instance_id: str) -> None:
     """SHA-256 of the files taken from closed file: locations, computed once (outside any transaction)."""
-    rows = records.store.read().execute(
-        "SELECT f.location_id, f.name FROM output_files f JOIN output_locations l ON l.id = f.location_id"
-        " WHERE f.instance_id = ? AND f.sha256 IS NULL AND f.state = ? AND l.deleted_at IS NULL",
-        (instance_id, COMPLETE)).fetchall()
+    with records.store.reading() as db:
+        rows = db.execute(
+            "SELECT f.location_id, f.name FROM output_files f JOIN output_locations l ON l.id = f.location_id"
+            " WHERE f.instance_id = ? AND f.sha256 IS NULL AND f.state = ? AND l.deleted_at IS NULL",
+            (instance_id, COMPLETE)).fetchall()
     sums = []
     for r in rows:
         location = records.location(r["location_id"])
@@ -71,7 +74,7 @@ def _checksum_taken_files(records: LocationRecords, instance_id: str) -> None:
         except OSError as exc:  # the host moved or removed it meanwhile; leave it unknown
             log.warning("instance %s: cannot checksum %s/%s: %s", instance_id, location.id, r["name"], exc)
     if sums:
-        with records.store.transaction() as db:
+        with records.store.transaction(key=instance_id) as db:
             db.executemany("UPDATE output_files SET sha256 = ? WHERE location_id = ? AND name = ?"
                            " AND sha256 IS NULL", sums)
 

@@ -18,7 +18,6 @@ location (the standard allows authentication in the URI).
 """
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from typing import Any, Optional
@@ -29,7 +28,7 @@ from hosting_service.outputs.protocols import choose_protocol
 from hosting_service.outputs.records import ACTIVE, FILE_NAME, LocationRecords
 from hosting_service.outputs.uris import directory_uri
 from hosting_service.states import State, check_precondition
-from hosting_service.store import Instance, InstanceEnded, UnknownInstance
+from hosting_service.store import Database, Instance, InstanceEnded, UnknownInstance
 from hosting_service.tokens import new_token
 
 
@@ -64,7 +63,7 @@ def issue(records: LocationRecords, instance: Instance, preferred_protocols: Opt
         uri += FILE_NAME
     now = time.time()
     try:
-        with records.store.transaction() as db:
+        with records.store.transaction(key=instance.id) as db:
             _check_may_issue(db, instance.id)
             db.execute(
                 "INSERT INTO output_locations (id, instance_id, protocol, semantics, uri, token, state, created_at)"
@@ -81,7 +80,7 @@ def issue(records: LocationRecords, instance: Instance, preferred_protocols: Opt
     return uri
 
 
-def _check_may_issue(db: sqlite3.Connection, instance_id: str) -> None:
+def _check_may_issue(db: Database, instance_id: str) -> None:
     # The store's own row, read inside this transaction: no notification can slip in between.
     row = db.execute("SELECT reported_state, ended_at, end_reason FROM instances WHERE id = ?",
                      (instance_id,)).fetchone()

@@ -12,13 +12,13 @@ the data is the host's. An http: upload still in flight at that moment is refuse
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 
 from hosting_service.outputs.area import InstanceArea
 from hosting_service.outputs.records import ACTIVE, COMPLETE, EXPIRED, RETURNED, Location, LocationRecords
 from hosting_service.outputs.resolution import NotInOutputLocation, locate
 from hosting_service.outputs.writes import reap
+from hosting_service.store import Database
 
 log = logging.getLogger("dicom_host.outputs")
 
@@ -30,7 +30,7 @@ class Lifetime:
         self.records = records
         records.store.add_expiry_hook(self.expire)
 
-    def expire(self, db: sqlite3.Connection, instance_id: str, reason: str, now: float) -> list[str]:
+    def expire(self, db: Database, instance_id: str, reason: str, now: float) -> list[str]:
         """The store's expiry hook: close every active location of the instance (IDLE, EXIT, end). Its file
         work is a rename per location; deleting data at the end waits for :meth:`after_end`."""
         reap(self.records, db, instance_id, now)
@@ -51,7 +51,7 @@ class Lifetime:
         area.drop_delivery_cache()
         if self.records.settings.output_retention == "delete":
             area.delete()
-            with self.records.store.transaction() as db:
+            with self.records.store.transaction(key=instance_id) as db:
                 db.execute("UPDATE output_locations SET deleted_at = ? WHERE instance_id = ? AND deleted_at IS NULL",
                            (time.time(), instance_id))
 
@@ -72,7 +72,7 @@ class Lifetime:
                 wanted.append(location.id)
         returned: list[str] = []
         now = time.time()
-        with self.records.store.transaction() as db:
+        with self.records.store.transaction(key=instance_id) as db:
             for location_id in wanted:
                 location = self.records.location(location_id, db)
                 if location.state == ACTIVE:
@@ -83,7 +83,7 @@ class Lifetime:
                                                {"locations": returned, "action": "returned"}, now)
         return returned
 
-    def _close(self, db: sqlite3.Connection, location: Location, state: str, reason: str, now: float) -> None:
+    def _close(self, db: Database, location: Location, state: str, reason: str, now: float) -> None:
         """Stop ``location`` taking writes and move its folder into the results, in the caller's transaction.
 
         A failed move is logged, not raised: closing must never stop an instance from going IDLE or
@@ -99,8 +99,8 @@ class Lifetime:
                       area.live(location.id), exc)
         if location.protocol == "file":  # take inventory: from now on these are the files the host received
             db.executemany(
-                "INSERT OR IGNORE INTO output_files (location_id, instance_id, name, state, size, started_at,"
-                " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO output_files (location_id, instance_id, name, state, size, started_at,"
+                " finished_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(location.id, location.instance_id, name, COMPLETE, size, now, now)
                  for name, size in InstanceArea.files(self.records.folder(location, state))],
             )

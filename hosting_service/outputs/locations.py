@@ -22,7 +22,7 @@ from hosting_service.outputs.lifetime import Lifetime
 from hosting_service.outputs.records import LocationRecords
 from hosting_service.outputs.resolution import NotInOutputLocation
 from hosting_service.outputs.writes import Writes
-from hosting_service.store import Instance, SQLiteStore
+from hosting_service.store import Instance, Store
 
 __all__ = ["NotInOutputLocation", "OutputLocations"]
 
@@ -31,7 +31,7 @@ class OutputLocations:
     """The output locations of every instance of one deployment: what operations and the admin API call.
     The HTTP side of uploads uses :attr:`writes`."""
 
-    def __init__(self, store: SQLiteStore, settings: Settings):
+    def __init__(self, store: Store, settings: Settings):
         self.records = LocationRecords(store, settings)
         self.lifetime = Lifetime(self.records)
         self.writes = Writes(self.records)

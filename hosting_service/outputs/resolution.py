@@ -6,12 +6,12 @@ such a URI to the file now, and refuses anything outside the instance's own loca
 """
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Optional
 
 from hosting_service.outputs.records import Location, LocationRecords
 from hosting_service.outputs.uris import file_uri_path, web_location_parts
+from hosting_service.store.dialect import Row
 
 
 class NotInOutputLocation(LookupError):
@@ -20,21 +20,22 @@ class NotInOutputLocation(LookupError):
 
 def locate(records: LocationRecords, instance_id: str, uri: str) -> tuple[Location, list[str]]:
     """The location of this instance a URI is in, and the names below the location's folder."""
-    db = records.store.read()
-    found: Optional[sqlite3.Row] = None
+    found: Optional[Row] = None
     names: list[str] = []
     web = web_location_parts(uri, records.settings.public_url_base)
     if web is not None and len(web[1]) <= 1:  # an http: location has files, no sub-folders
         token, names = web
-        found = db.execute("SELECT * FROM output_locations WHERE token = ? AND instance_id = ?",
-                           (token, instance_id)).fetchone()
+        with records.store.reading() as db:
+            found = db.execute("SELECT * FROM output_locations WHERE token = ? AND instance_id = ?",
+                               (token, instance_id)).fetchone()
     else:
         path = file_uri_path(uri)
         outputs = records.area(instance_id).outputs
         if path is not None and path.is_relative_to(outputs) and path != outputs:
             location_id, *names = path.relative_to(outputs).parts
-            found = db.execute("SELECT * FROM output_locations WHERE id = ? AND instance_id = ? AND protocol = ?",
-                               (location_id, instance_id, "file")).fetchone()
+            with records.store.reading() as db:
+                found = db.execute("SELECT * FROM output_locations WHERE id = ? AND instance_id = ? AND protocol = ?",
+                                   (location_id, instance_id, "file")).fetchone()
     if found is None:
         raise NotInOutputLocation(f"{uri} is not in an output location of instance {instance_id}")
     return Location.from_row(found), names

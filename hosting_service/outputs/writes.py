@@ -9,7 +9,6 @@ exactly what was complete at that moment. An upload that will not complete is fo
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from hosting_service.config import FILE_SEMANTICS
 from hosting_service.errors import ClientError
 from hosting_service.outputs.area import writer_alive
 from hosting_service.outputs.records import ACTIVE, COMPLETE, FILE_NAME, WRITING, Location, LocationRecords, gone
+from hosting_service.store import Database
 
 CHECK_STEP = 16 << 20
 """An upload re-checks its location and extends its quota reservation every this many bytes."""
@@ -55,7 +55,8 @@ class Writes:
 
     def web_location(self, token: str) -> Location:
         """The http: location with this token; :class:`ClientError` 404 for any other token."""
-        row = self.store.read().execute("SELECT * FROM output_locations WHERE token = ?", (token,)).fetchone()
+        with self.store.reading() as db:
+            row = db.execute("SELECT * FROM output_locations WHERE token = ?", (token,)).fetchone()
         if row is None:
             raise ClientError(NO_SUCH_LOCATION, http_status=404)
         return Location.from_row(row)
@@ -82,7 +83,7 @@ class Writes:
             raise gone(self.records.location(location.id)) from None
         now = time.time()
         try:
-            with self.store.transaction() as db:
+            with self.store.transaction(key=location.instance_id) as db:
                 current = self.records.location(location.id, db)
                 if current.state != ACTIVE:
                     raise gone(current)
@@ -106,7 +107,7 @@ class Writes:
             raise
         return Upload(current, name, file, part, length, reserved)
 
-    def _check_quota(self, db: sqlite3.Connection, instance_id: str, size: int, *, held: int) -> int:
+    def _check_quota(self, db: Database, instance_id: str, size: int, *, held: int) -> int:
         """Raise 413 unless an upload of ``size`` bytes fits the instance's quota; ``held`` is what this
         upload already reserves. Returns the bytes the instance's other files use or reserve."""
         quota = self.settings.upload_quota_bytes
@@ -131,7 +132,7 @@ class Writes:
             if current.state != ACTIVE:
                 raise gone(current)
             return
-        with self.store.transaction() as db:
+        with self.store.transaction(key=upload.location.instance_id) as db:
             current = self.records.location(upload.location.id, db)
             if current.state != ACTIVE:
                 raise gone(current)
@@ -147,7 +148,7 @@ class Writes:
         os.fsync(upload.file.fileno())
         now = time.time()
         folder = self.records.area(upload.location.instance_id).live(upload.location.id)
-        with self.store.transaction() as db:
+        with self.store.transaction(key=upload.location.instance_id) as db:
             current = self.records.location(upload.location.id, db)
             if current.state != ACTIVE:
                 raise gone(current)
@@ -173,7 +174,7 @@ class Writes:
         looks complete is left, its quota is freed, and an ``upload`` event says why."""
         now = time.time()
         try:
-            with self.store.transaction() as db:
+            with self.store.transaction(key=upload.location.instance_id) as db:
                 db.execute("DELETE FROM output_files WHERE location_id = ? AND name = ? AND state = ?",
                            (upload.location.id, upload.name, WRITING))
                 self.store.write_event(db, upload.location.instance_id, "upload", {
@@ -188,9 +189,10 @@ class Writes:
 
     def stored_files(self, location: Location) -> dict[str, dict[str, Any]]:
         """The complete files of an http: location by name: ``size``, ``sha256``, ``path``."""
-        rows = self.store.read().execute(
-            "SELECT name, size, sha256 FROM output_files WHERE location_id = ? AND state = ? ORDER BY name",
-            (location.id, COMPLETE))
+        with self.store.reading() as db:
+            rows = db.execute(
+                "SELECT name, size, sha256 FROM output_files WHERE location_id = ? AND state = ? ORDER BY name",
+                (location.id, COMPLETE)).fetchall()
         folder = self.records.folder(location)
         return {r["name"]: {"size": r["size"], "sha256": r["sha256"], "path": folder / r["name"]} for r in rows}
 
@@ -202,13 +204,13 @@ class Writes:
         return location.uri + quote(name, safe="")
 
 
-def _used(db: sqlite3.Connection, instance_id: str) -> int:
-    return db.execute(
-        "SELECT COALESCE(SUM(f.size), 0) FROM output_files f JOIN output_locations l ON l.id = f.location_id"
-        " WHERE f.instance_id = ? AND l.protocol != 'file'", (instance_id,)).fetchone()[0]
+def _used(db: Database, instance_id: str) -> int:
+    return int(db.execute(
+        "SELECT COALESCE(SUM(f.size), 0) AS used FROM output_files f JOIN output_locations l ON l.id = f.location_id"
+        " WHERE f.instance_id = ? AND l.protocol != 'file'", (instance_id,)).fetchone()["used"])
 
 
-def reap(records: LocationRecords, db: sqlite3.Connection, instance_id: str, now: float) -> None:
+def reap(records: LocationRecords, db: Database, instance_id: str, now: float) -> None:
     """Forget uploads whose writing process died (a worker killed, a restart), in the caller's transaction,
     and remove every temporary file no live writer holds (also one killed before its upload was recorded)."""
     for r in db.execute("SELECT location_id, name, part FROM output_files WHERE instance_id = ? AND state = ?",
@@ -227,8 +229,9 @@ def reap(records: LocationRecords, db: sqlite3.Connection, instance_id: str, now
 
 def reap_abandoned(records: LocationRecords, instance_id: str) -> None:
     """:func:`reap` in a transaction of its own, taken only when there is something to reap."""
-    rows = records.store.read().execute("SELECT part FROM output_files WHERE instance_id = ? AND state = ?",
-                                        (instance_id, WRITING)).fetchall()
+    with records.store.reading() as db:
+        rows = db.execute("SELECT part FROM output_files WHERE instance_id = ? AND state = ?",
+                          (instance_id, WRITING)).fetchall()
     if any(not writer_alive(Path(r["part"])) for r in rows) or records.area(instance_id).dead_parts():
-        with records.store.transaction() as db:
+        with records.store.transaction(key=instance_id) as db:
             reap(records, db, instance_id, time.time())

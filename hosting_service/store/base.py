@@ -9,11 +9,12 @@ transaction).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Protocol
+from typing import Any, Callable, ContextManager, Iterable, Optional, Protocol
 
 from hosting_service.errors import ClientError
 from hosting_service.model import AvailableData, ObjectDescriptor, Status
 from hosting_service.states import State
+from hosting_service.store.dialect import Database, Dialect
 
 
 class StoreError(Exception):
@@ -92,19 +93,27 @@ class Locator:
 @dataclass
 class NotificationResult:
     previous: Optional[State]
-    current: State
+    current: Optional[State]
+    """``None`` only when an instance that never reported a state is ended."""
     legal: bool
     released_locators: int
     expired_locations: list[str]
     """Ids of output locations this notification expired (IDLE or EXIT)."""
 
 
+ExpiryHook = Callable[[Database, str, str, float], list[str]]
+"""``hook(db, instance_id, reason, now)``, run in the transaction that takes an instance to IDLE or EXIT or
+ends it; returns the ids of the output locations it expired."""
+
+
 class Store(Protocol):
     """The session store. Every method is safe to call from several threads and processes."""
 
+    dialect: Dialect
+
     # instances
     def create_instance(self, *, token: str, host_url: str, application_url: str,
-                        options: dict[str, Any]) -> Instance: ...
+                        options: dict[str, Any], instance_id: Optional[str] = None) -> Instance: ...
     def get_instance(self, instance_id: str) -> Instance: ...
     def instance_by_token(self, token: str) -> Instance: ...
     def list_instances(self, *, include_ended: bool = False) -> list[Instance]: ...
@@ -128,9 +137,15 @@ class Store(Protocol):
     def record_outputs(self, instance_id: str, data: AvailableData, last_data: bool) -> int: ...
     def announced_outputs(self, instance_id: str) -> tuple[list[AvailableData], bool]: ...
 
-    # what the output-location layer builds on: its own tables in the same database, written in the same
-    # transactions as the state (SQL today; another backend has to offer the same atomicity)
-    def transaction(self): ...
-    def read(self): ...
-    def write_event(self, db, instance_id: str, kind: str, data: dict[str, Any], at: float) -> int: ...
-    def add_expiry_hook(self, hook) -> None: ...
+    # the generic database API of the layers that keep their own tables in the store (outputs, models,
+    # jobs; their tables are created by hosting_service.store.schema), written in the same transactions
+    # as the state: see hosting_service.store.dialect
+    def transaction(self, key: Optional[str] = None) -> ContextManager[Database]: ...
+    def reading(self) -> ContextManager[Database]: ...
+    def write_event(self, db: Database, instance_id: str, kind: str, data: dict[str, Any], at: float) -> int: ...
+    def check_still(self, db: Database, instance_id: str, operation: str) -> None: ...
+    def add_expiry_hook(self, hook: ExpiryHook) -> None: ...
+
+    # operations
+    def check(self) -> None: ...
+    def close(self) -> None: ...
