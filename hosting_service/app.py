@@ -6,6 +6,7 @@ Routes:
   (POST: SOAP; GET ``?wsdl``: the standard WSDL with this URL as its address);
 * ``/<token>/<schema>.xsd``: the four schemas the WSDL imports by relative location;
 * ``/outputs/<token>/[name]``: http: output locations;
+* ``/inputs/<token>/<locator>``: http: inputs (GetData's locators when file: URIs may not be used);
 * ``/admin/...``: the admin API;
 * ``/healthz``: liveness, for containers and tests.
 
@@ -24,6 +25,7 @@ from typing import Optional
 
 from hosting_service.admin.api import HOST_SERVICE_PATH, AdminApi
 from hosting_service.config import Settings
+from hosting_service.inputs_http import PREFIX as INPUTS_PREFIX, InputsApp
 from hosting_service.logs import configure_logging, redacted_path
 from hosting_service.models.registry import ModelRegistry
 from hosting_service.operations import HostOperations
@@ -56,6 +58,7 @@ class HostingApp:
         self.endpoint = SoapEndpoint(HostService, settings)
         self.schema_names = frozenset(self.endpoint.documents.schema_names)
         self.uploads = UploadApp(settings, self.outputs.writes)
+        self.inputs = InputsApp(self.store, settings, self.outputs)
         self.admin = AdminApi(self.store, settings, self.outputs)
         self.peers = PeerRecorder(self.store)
 
@@ -81,6 +84,8 @@ class HostingApp:
             return self.admin(environ, start_response)
         if path.startswith("/outputs/"):
             return self.uploads(environ, start_response)
+        if path.startswith(INPUTS_PREFIX):
+            return self.inputs(environ, start_response)
         if path == "/healthz":
             return _plain(start_response, "200 OK", json.dumps({"status": "ok", "pid": os.getpid()}).encode(),
                           "application/json")

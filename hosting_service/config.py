@@ -90,6 +90,12 @@ def _positive(parse):
     return check
 
 
+def instance_file_uris(options: Mapping[str, object], settings: "Settings") -> bool:
+    """Whether file: URIs may be used with an instance: its ``file_uris`` option, else the setting."""
+    value = options.get("file_uris")
+    return settings.file_uris if value is None else bool(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = field(default=Path("./var"), metadata={"env": "DATA_DIR", "parse": Path})
@@ -213,6 +219,12 @@ class Settings:
 
     job_max_upload_bytes: int = field(default=8 << 30, metadata={"env": "JOB_MAX_UPLOAD", "parse": _positive(int)})
     """Largest job submission or job results upload (the whole tar stream)."""
+
+    file_uris: bool = field(default=True, metadata={"env": "FILE_URIS", "parse": _bool})
+    """Whether file: URIs may be used with an instance (the default of its ``file_uris`` option): GetData
+    answers with file: URIs and file: output locations can be handed out. False, for applications that do
+    not share the server's filesystem: inputs are served as http: URIs (``/inputs/...``) and only http:
+    output locations are handed out."""
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":

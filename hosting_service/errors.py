@@ -17,3 +17,9 @@ class ClientError(Exception):
         super().__init__(message)
         if http_status is not None:
             self.http_status = http_status
+
+
+class ServerConfigurationError(Exception):
+    """The deployment's settings do not let the host carry out a request it should: a SOAP ``Server``
+    fault (HTTP 5xx) whose message, unlike other Server faults, is shown, since it names the setting to
+    change and holds nothing internal."""

@@ -16,8 +16,9 @@ import time
 import uuid
 from typing import Optional
 
-from hosting_service.config import Settings
+from hosting_service.config import Settings, instance_file_uris
 from hosting_service.errors import ClientError
+from hosting_service.inputs_http import input_url
 from hosting_service.model import (
     AvailableData,
     ModelSetDescriptor,
@@ -191,6 +192,7 @@ class HostOperations:
         instance_cache = self.outputs.area(self.instance.id).delivery_cache.absolute()
         cache = DeliveryCache(self.settings.delivery_cache_dir.absolute(), self.settings.delivery_cache_bytes,
                               instance_cache)
+        file_uris = instance_file_uris(self.instance.options, self.settings)
         for requested_uuid in requested:
             key = requested_uuid.lower()
             try:
@@ -202,10 +204,14 @@ class HostOperations:
                 self._not_delivered(requested_uuid, exc)
                 continue
             path = delivery.path if delivery.path.is_absolute() else delivery.path.resolve()
-            locator_id, uri = str(uuid.uuid4()), path.as_uri()
+            locator_id = str(uuid.uuid4())
+            if file_uris:
+                uri, offset = path.as_uri(), delivery.offset
+            else:  # the application may not share this filesystem: the same bytes over http: (inputs_http)
+                uri, offset = input_url(self.settings, self.instance.token, locator_id), 0
             locators.append(ObjectLocator(
                 Length=delivery.length,
-                Offset=delivery.offset,
+                Offset=offset,
                 TransferSyntax=delivery.transfer_syntax,
                 URI=uri,
                 Locator=locator_id,

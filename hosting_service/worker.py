@@ -12,7 +12,8 @@ unanswered for as long as they keep their connections open. This worker reads in
 * an upload to an http: output location (``PUT``/``POST`` under ``/outputs/``) is handed over once its head
   is read: its body (up to gigabytes) is streamed to disk by :mod:`hosting_service.outputs.body`, which
   gives up on a body that pauses longer than the same timeout. Every request under ``/outputs/`` (uploads,
-  and downloads of what was uploaded) runs on a pool of its own, the bulk pool: slow uploaders or readers
+  and downloads of what was uploaded), ``/inputs/`` (http: inputs), ``/admin/instances/<id>/files/`` (outputs
+  read by the runner) runs on a pool of its own, the bulk pool: slow uploaders or readers
   can only make other bulk transfers wait, never a SOAP call. Job submissions (``POST /admin/jobs``) and job
   results (``PUT``/``GET /admin/jobs/<id>/results``) are bulk transfers too (:mod:`hosting_service.jobs.uploads`),
   and so are the long waits of jobs (a worker's lease, a job's events).
@@ -55,6 +56,8 @@ _JOB_BULK = re.compile(rb"^/admin/jobs/(?:lease|[A-Za-z0-9_-]{1,128}/(?:results|
 """A job's results download, and the requests of jobs that wait up to tens of seconds (a worker's lease,
 ``submit --wait`` following a job's events): read whole like any request, but they must not hold the threads
 that answer SOAP calls."""
+_BULK = re.compile(rb"^/(?:outputs|inputs)/|^/admin/instances/[^/?]+/files/")
+"""Requests served by the bulk pool: output locations, http: inputs, output files read by the runner."""
 
 
 class PollerReadWorker(ThreadWorker):
@@ -198,7 +201,7 @@ class _Reading:
         self.data = bytearray(data)
         self.complete = False
         self.bulk = False
-        """A request under ``/outputs/``: served by the bulk pool."""
+        """A request under ``/outputs/``, ``/inputs/`` or an instance's ``files/``: served by the bulk pool."""
         self.continue_due = False
         """The client waits for ``100 Continue`` before it sends the body (RFC 9110 §10.1.1)."""
         self.continued = False
@@ -224,7 +227,7 @@ class _Reading:
             name, _, value = line.partition(b":")
             headers[name.strip().lower()] = value.strip()
         upload = _is_upload(method, target)
-        self.bulk = upload or target.startswith(_BULK_PREFIX) or _JOB_BULK.match(target) is not None
+        self.bulk = upload or _BULK.match(target) is not None or _JOB_BULK.match(target) is not None
         if upload:
             return _COMPLETE  # an upload: its body is streamed to disk by the thread
         body = len(self.data) - (end + 4)

@@ -130,8 +130,10 @@ def test_http_location_end_to_end(host_server):
     # The application returns a.dcm in its GetData: the location is the host's from now on.
     drive(inst["hostURL"], "COMPLETED")
     kept = (host_server.data_dir / "instances" / inst["id"] / "results" / loc["id"]).resolve()
+    url = f"{host_server.url}/admin/instances/{inst['id']}/files/{loc['id']}/a.dcm"
     assert host_server.admin.hand_back(inst["id"], [uri + "a.dcm"]) == {
-        "returned": [loc["id"]], "paths": {uri + "a.dcm": str(kept / "a.dcm")}}
+        "returned": [loc["id"]], "urls": {uri + "a.dcm": url}}
+    assert b"".join(host_server.admin.read_file(url)) == a  # from the results, over http:
     gone = requests.put(uri + "c.dcm", data=b"late", timeout=30)
     assert gone.status_code == 410 and "returned" in gone.json()["error"]
     assert requests.get(uri, timeout=30).status_code == 410

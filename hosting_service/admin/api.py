@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from hosting_service.admin.access import AdminAccess
 from hosting_service.admin.body import read_json_object
+from hosting_service.admin.files import FILES_ROUTE, file_url, serve_output_file
 from hosting_service.config import OUTPUT_SEMANTICS, Settings
 from hosting_service.errors import ClientError
 from hosting_service.model import to_jsonable
@@ -85,6 +86,9 @@ class AdminApi:
     def __call__(self, environ, start_response):
         try:
             self._authorize(environ)
+            files = FILES_ROUTE.match(environ.get("PATH_INFO", ""))
+            if files:  # bytes, not JSON
+                return serve_output_file(self.outputs, environ, start_response, files)
             status, body = self._dispatch(environ)
         except _Reply as reply:
             status, body = reply.status, reply.body
@@ -167,6 +171,9 @@ class AdminApi:
         semantics = options.get("output_semantics")
         if semantics is not None and semantics not in OUTPUT_SEMANTICS:
             raise ClientError(f"options.output_semantics must be one of {', '.join(OUTPUT_SEMANTICS)}")
+        if options.get("file_uris") is not None and not isinstance(options["file_uris"], bool):
+            raise ClientError("options.file_uris must be true or false (may file: URIs be used with this "
+                              "instance), or absent for the server's default")
         app_url = body.get("applicationURL") or (
             f"http://127.0.0.1:{free_loopback_port()}/{APPLICATION_SERVICE_PATH}"
         )
@@ -252,13 +259,14 @@ class AdminApi:
             raise ClientError("handback needs 'uris': a list of URIs the application returned")
         self.store.get_instance(instance_id)
         returned = self.outputs.hand_back(instance_id, uris)
-        paths = {}  # where the bytes are now (a closed location's files have moved into the results)
+        urls = {}  # where the runner reads the bytes, wherever it runs (admin/files.py)
         for uri in uris:
             try:
-                paths[uri] = str(self.outputs.resolve(instance_id, uri))
+                location, names = self.outputs.locate(instance_id, uri)
             except NotInOutputLocation:
-                pass
-        return 200, {"returned": returned, "paths": paths}
+                continue
+            urls[uri] = file_url(self.settings.public_url_base, instance_id, location.id, names)
+        return 200, {"returned": returned, "urls": urls}
 
 
 def _is_http_url(text: str) -> bool:

@@ -10,7 +10,7 @@ import http.client
 import json
 import select
 import threading
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 from urllib.parse import urlencode, urlsplit
 
 from hosting_service.model import AvailableData, from_jsonable
@@ -149,6 +149,41 @@ class AdminClient:
         return [from_jsonable(AvailableData, a) for a in answer["announcements"]], answer["lastData"]
 
     def hand_back(self, instance_id: str, uris: Iterable[str]) -> dict:
-        """Tell the host the application returned these URIs; the answer's ``paths`` say where their
-        bytes are now (a closed location's files move into the instance's results)."""
+        """Tell the host the application returned these URIs; the answer's ``urls`` say where to read the
+        bytes of those in the instance's output locations (:meth:`read_file`)."""
         return self._call("POST", f"/instances/{instance_id}/handback", json_body={"uris": list(uris)})
+
+    def read_file(self, url: str, offset: int = 0, length: int = 0, *, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes of an output file named by a handback ``urls`` entry: ``length`` of them from
+        ``offset`` (0 or less: to the end), in chunks, on a connection of their own.
+
+        Only the URL's path below ``/admin/`` is used, and it is read from this client's server: the admin
+        token goes nowhere else, whatever host the server's public URL names.
+        """
+        _, marker, below = urlsplit(url).path.partition("/admin/")
+        if not marker or not below.startswith("instances/"):
+            raise AdminError(f"not an admin file URL: {url}")
+        headers = {k: v for k, v in self._headers.items() if k == "Authorization"}
+        ranged = offset > 0 or length > 0
+        if ranged:
+            headers["Range"] = f"bytes={offset}-{offset + length - 1 if length > 0 else ''}"
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        conn = cls(self._netloc, timeout=self.timeout)
+        try:
+            conn.request("GET", f"{self._prefix}/{below}", headers=headers)
+            response = conn.getresponse()
+            if not (response.status == 200 and offset == 0 or response.status == 206 and ranged):
+                payload = response.read(4096)
+                try:
+                    message = json.loads(payload)["error"]
+                except (ValueError, KeyError, TypeError):
+                    message = payload[:200].decode(errors="replace")
+                raise AdminError(f"GET {url}: {response.status} {message}", response.status)
+            remaining = length if length > 0 else -1  # a whole answer (200) to a range is cut to the range
+            while remaining and (data := response.read(chunk if remaining < 0 else min(chunk, remaining))):
+                remaining -= len(data) if remaining > 0 else 0
+                yield data
+        except (OSError, http.client.HTTPException) as exc:
+            raise AdminError(f"GET {url}: {exc or type(exc).__name__}") from None
+        finally:
+            conn.close()

@@ -112,6 +112,10 @@ def add_parser(sub) -> None:
                    help="read outputs from any file:, http: or https: URI the application hands back, not only "
                    "from its output locations and its own endpoint (trusted applications on this machine only; "
                    "default from DICOM_HOST_TRUST_APP_URIS)")
+    p.add_argument("--file-uris", action=argparse.BooleanOptionalAction, default=None,
+                   help="may the application be given file: URIs (inputs, output locations)? --no-file-uris "
+                   "for an application that does not share the server's filesystem: inputs and outputs go "
+                   "over http: (default: the server's DICOM_HOST_FILE_URIS, itself default yes)")
     p.add_argument("--output-models", action="store_true",
                    help="also save each output's Native DICOM Model, read through the application's model "
                    "interface (GetAsModels, QueryModel), as models/UUID.xml in the output folder")
@@ -146,6 +150,7 @@ def run(args) -> int:
         startup_timeout=args.startup_timeout, state_timeout=args.state_timeout, task_timeout=args.task_timeout,
         call_timeout=args.call_timeout, exit_grace=args.exit_grace, output_semantics=args.output_semantics,
         trust_app_uris=trust_app_uris, output_models=args.output_models, instance_lease=args.lease,
+        file_uris=args.file_uris,
     )
     terminal = sys.stderr if sys.stderr.isatty() else None
     reporter = Reporter(json_stream=sys.stdout if args.json else None, terminal=terminal,

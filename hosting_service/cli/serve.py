@@ -42,6 +42,10 @@ def add_parser(sub) -> None:
     p.add_argument("--output-protocols", help="output location protocols offered, e.g. http or file,http")
     p.add_argument("--output-semantics", choices=OUTPUT_SEMANTICS,
                    help="default meaning of an output location URI (default directory)")
+    p.add_argument("--file-uris", action=argparse.BooleanOptionalAction, default=None,
+                   help="may instances use file: URIs (inputs, output locations) unless their file_uris option "
+                   "says otherwise? --no-file-uris when applications do not share this server's filesystem "
+                   "(default yes)")
     p.add_argument("--output-retention", choices=["keep", "delete"],
                    help="keep or delete an instance's results when it ends (default keep)")
     p.add_argument("--upload-quota", type=int, metavar="BYTES",
@@ -81,6 +85,8 @@ def _settings_env(args) -> dict[str, str]:
             env[ENV_PREFIX + name] = str(value)
     if args.lenient:
         env[ENV_PREFIX + "LENIENT"] = "1"
+    if args.file_uris is not None:
+        env[ENV_PREFIX + "FILE_URIS"] = "1" if args.file_uris else "0"
     env[ENV_PREFIX + "LOG_LEVEL"] = args.log_level
     return env
 

@@ -5,15 +5,18 @@ it, and ReleaseData.
 **What the host reads.** An application is untrusted (it may point a locator at any file the host can
 read, or at a service on the host's loopback), so by default the host reads an output only
 
-* from the instance's own output locations (the server says where their bytes are now), or
+* from the instance's own output locations, over http: from the server's admin API whatever the protocol
+  of the location (the handback answer names a URL per returned URI; the runner needs no access to the
+  server's filesystem), or
 * from the application's own endpoint (the scheme, host and port of its applicationURL).
 
 Anything else is refused: the object is listed in the manifest with ``status`` ``refused`` and a warning
 says why. ``--trust-app-uris`` (``DICOM_HOST_TRUST_APP_URIS``) restores reading any file:, http: or https:
 URI, for trusted applications on the same machine; each such read is noted.
 
-Bytes are read with :mod:`hosting_service.located`, streamed into the output folder while hashed, never
-held whole, and land under their final name only once complete.
+Bytes are read with :mod:`hosting_service.located` (or :meth:`AdminClient.read_file` for the server's
+URLs, with the admin token), streamed into the output folder while hashed, never held whole, and land
+under their final name only once complete.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 from urllib.parse import urlsplit
 
 from hosting_service.admin.client import AdminError
@@ -79,6 +82,8 @@ class Retrieval:
         self._taken = 0
         """Announcements received in earlier tasks."""
         self._http: Optional[requests.Session] = None
+        self._server_urls: set[str] = set()
+        """The admin URLs the last hand-back named: read with the admin client."""
 
     def close(self) -> None:
         if self._http is not None:
@@ -91,13 +96,13 @@ class Retrieval:
         if not entries:
             return done
         locators = self.get_data(entries)
-        moved = self.hand_back(locators)
+        urls = self.hand_back(locators)
         by_source = {(l.Source or "").lower(): l for l in locators}
         for entry in entries:
             locator = by_source.get((entry[0].DescriptorUuid or "").lower())
             if locator is None:
                 continue
-            uri = self.readable_uri(locator, moved)
+            uri = self.readable_uri(locator, urls)
             if uri is None:
                 self.refuse(task, entry, locator)
                 done.refused += 1
@@ -134,22 +139,25 @@ class Retrieval:
 
     def hand_back(self, locators: list[ObjectLocator]) -> dict[str, str]:
         """Return the URIs to the server (PS3.19 §8.2.3): their locations close before anything is read, so
-        what is read is what the host keeps. The answer maps each URI in one of the instance's output
-        locations to where its bytes are now; a URI outside them has no entry."""
+        what is read is what the host keeps. The answer maps each URI of a file in one of the instance's
+        output locations to the admin URL it is read from; a URI outside them has no entry."""
         job = self.job
         try:
             answer = job.admin.hand_back(job.instance_id, [l.URI for l in locators if l.URI])
         except AdminError as exc:
             raise JobFailure(Result.SERVER, f"the server did not take the output locations back: {exc}") from None
-        return dict(answer.get("paths", {}))
+        urls = {uri: url for uri, url in dict(answer.get("urls") or {}).items()
+                if isinstance(uri, str) and isinstance(url, str)}
+        self._server_urls = set(urls.values())
+        return urls
 
-    def readable_uri(self, locator: ObjectLocator, moved: dict[str, str]) -> Optional[str]:
+    def readable_uri(self, locator: ObjectLocator, urls: dict[str, str]) -> Optional[str]:
         """The URI to read ``locator``'s object from, or ``None`` when the host may not read it."""
         uri = locator.URI
         if not uri:
             raise JobFailure(Result.APP_FAILED, f"GetData gave no URI for {locator.Source}")
-        if uri in moved:
-            return Path(moved[uri]).as_uri()
+        if uri in urls:
+            return urls[uri]
         if same_origin(uri, self.job.instance["applicationURL"]):
             return uri
         if self.job.options.trust_app_uris:
@@ -174,8 +182,16 @@ class Retrieval:
         folder = job.folder
         download = folder / f".download-{uuid.uuid4().hex}"
         try:
-            got = retrieve(uri, locator.Offset, locator.Length, download, session=self._session_for(uri),
-                           timeout=job.options.call_timeout)
+            if uri in self._server_urls:
+                got = save(job.admin.read_file(uri, locator.Offset, locator.Length), uri, locator.Offset,
+                           locator.Length, download)
+            else:
+                got = retrieve(uri, locator.Offset, locator.Length, download, session=self._session_for(uri),
+                               timeout=job.options.call_timeout)
+        except AdminError as exc:
+            if exc.status is None or exc.status >= 500:  # the server failed, not the application
+                raise JobFailure(Result.SERVER, f"the server did not give an output back: {exc}") from None
+            raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {exc}") from None
         except RetrievalError as exc:
             raise JobFailure(Result.APP_FAILED, f"cannot read the application's output: {exc}") from None
         sop_instance_uid = read_sop_instance_uid(download) if descriptor.MimeType == "application/dicom" else None
@@ -231,7 +247,13 @@ def _loopback_session(url: str) -> requests.Session:
 def retrieve(uri: str, offset: int, length: int, destination: Path, *, session: requests.Session,
              timeout: float) -> Retrieved:
     """Copy ``length`` bytes from ``offset`` of ``uri`` to ``destination`` (0 or less: to the end)."""
-    chunks = iter_located(uri, offset, length, session=session, timeout=timeout)
+    return save(iter_located(uri, offset, length, session=session, timeout=timeout), uri, offset, length,
+                destination)
+
+
+def save(chunks: Iterable[bytes], uri: str, offset: int, length: int, destination: Path) -> Retrieved:
+    """Write ``chunks`` (``length`` bytes from ``offset`` of ``uri``, 0 or less: all) to ``destination``,
+    hashed on the way, through a partial file renamed once complete."""
     partial = destination.with_name(destination.name + ".part")
     digest = hashlib.sha256()
     size = 0

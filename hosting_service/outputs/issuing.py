@@ -23,7 +23,7 @@ import uuid
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from hosting_service.config import FILE_SEMANTICS, OUTPUT_SEMANTICS, Settings
+from hosting_service.config import FILE_SEMANTICS, OUTPUT_SEMANTICS, Settings, instance_file_uris
 from hosting_service.outputs.protocols import choose_protocol
 from hosting_service.outputs.records import ACTIVE, FILE_NAME, LocationRecords
 from hosting_service.outputs.uris import directory_uri
@@ -43,13 +43,15 @@ def output_semantics(options: dict[str, Any], settings: Settings) -> str:
 def issue(records: LocationRecords, instance: Instance, preferred_protocols: Optional[list[str]]) -> str:
     """A new active location for ``instance`` in the first preferred protocol the deployment offers.
 
-    Raises :class:`ClientError` when none is offered; re-checks the §8.2.3 precondition in the
+    Raises :class:`ClientError` when none is offered (with the instance's ``file_uris`` option false: only
+    http: is, see :mod:`.protocols`); re-checks the §8.2.3 precondition in the
     transaction that records the location (``PreconditionViolation``, or ``InstanceEnded``), so a
     location never outlives the state that allowed it.
     """
     settings = records.settings
     web_scheme = urlsplit(settings.public_url).scheme.lower()
-    protocol = choose_protocol(preferred_protocols, settings.output_protocols, web_scheme)
+    protocol = choose_protocol(preferred_protocols, settings.output_protocols, web_scheme,
+                               file_uris=instance_file_uris(instance.options, settings))
     semantics = output_semantics(instance.options, settings)
     location_id = uuid.uuid4().hex
     folder = records.area(instance.id).create(location_id)

@@ -19,7 +19,7 @@ from hosting_service.config import Settings
 from hosting_service.outputs import inventory, issuing, resolution
 from hosting_service.outputs.area import InstanceArea
 from hosting_service.outputs.lifetime import Lifetime
-from hosting_service.outputs.records import LocationRecords
+from hosting_service.outputs.records import Location, LocationRecords
 from hosting_service.outputs.resolution import NotInOutputLocation
 from hosting_service.outputs.writes import Writes
 from hosting_service.store import Instance, Store
@@ -55,6 +55,14 @@ class OutputLocations:
     def resolve(self, instance_id: str, uri: str) -> Path:
         """Where the bytes of an application's URI are now: see :func:`.resolution.resolve`."""
         return resolution.resolve(self.records, instance_id, uri)
+
+    def locate(self, instance_id: str, uri: str) -> tuple[Location, list[str]]:
+        """The location of this instance ``uri`` is in, and the names below it: see :func:`.resolution.locate`."""
+        return resolution.locate(self.records, instance_id, uri)
+
+    def location_file(self, instance_id: str, location_id: str, names: list[str]) -> Path:
+        """Where a file of one of the instance's locations is now: see :func:`.resolution.location_file`."""
+        return resolution.location_file(self.records, instance_id, location_id, names)
 
     def describe(self, instance_id: str) -> list[dict[str, Any]]:
         """What each location of the instance received: see :func:`.inventory.describe`."""

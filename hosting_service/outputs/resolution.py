@@ -49,8 +49,28 @@ def resolve(records: LocationRecords, instance_id: str, uri: str) -> Path:
     leads out of its location (``..``, symbolic links).
     """
     location, names = locate(records, instance_id, uri)
+    return _within(records, location, names, uri)
+
+
+def location_file(records: LocationRecords, instance_id: str, location_id: str, names: list[str]) -> Path:
+    """Where the file ``names`` below the location ``location_id`` of this instance is now (its folder
+    while active, the results after); what the admin API's ``files/`` route reads.
+
+    Raises :class:`NotInOutputLocation` for a location that is not this instance's, or names that lead
+    out of it.
+    """
+    row = records.store.read().execute("SELECT * FROM output_locations WHERE id = ? AND instance_id = ?",
+                                       (location_id, instance_id)).fetchone()
+    if row is None:
+        raise NotInOutputLocation(f"instance {instance_id} has no output location {location_id}")
+    return _within(records, Location.from_row(row), names, "/".join([location_id, *names]))
+
+
+def _within(records: LocationRecords, location: Location, names: list[str], label: str) -> Path:
+    """The path of ``names`` in the folder that holds ``location``'s files now, symbolic links resolved;
+    :class:`NotInOutputLocation` when that leads out of it."""
     folder = records.folder(location)
     real = folder.joinpath(*names).resolve()
     if real != folder.resolve() and not real.is_relative_to(folder.resolve()):
-        raise NotInOutputLocation(f"{uri} leads out of its output location")
+        raise NotInOutputLocation(f"{label} leads out of its output location")
     return real

@@ -36,7 +36,7 @@ from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
 from hosting_service.config import Settings
-from hosting_service.errors import ClientError
+from hosting_service.errors import ClientError, ServerConfigurationError
 from hosting_service.states import PreconditionViolation
 from hosting_service.wire.body import read_body
 from hosting_service.wire.documents import DOCUMENTS, XML_CONTENT_TYPE, ServiceDocuments
@@ -127,6 +127,9 @@ class SoapEndpoint:
         except (ClientError, PreconditionViolation) as exc:
             logger.info("%s %s: Client fault: %s", self._normalizer.service_name, name, exc)
             return fault_response(start_response, CLIENT, str(exc))
+        except ServerConfigurationError as exc:
+            logger.error("%s %s: Server fault: %s", self._normalizer.service_name, name, exc)
+            return fault_response(start_response, SERVER, str(exc))
         except Exception:
             logger.exception("%s %s: internal error", self._normalizer.service_name, name)
             return fault_response(start_response, SERVER, INTERNAL_ERROR)
