@@ -78,8 +78,9 @@ class InputsApp:
             return None
         if instance.ended:
             return None
-        row = self.store.read().execute("SELECT source, path FROM locators WHERE locator = ? AND instance_id = ?",
-                                        (locator, instance.id)).fetchone()
+        with self.store.reading() as db:
+            row = db.execute("SELECT source, path FROM locators WHERE locator = ? AND instance_id = ?",
+                             (locator, instance.id)).fetchone()
         return None if row is None else self._located(instance, row["source"], Path(row["path"]))
 
     def _located(self, instance: Instance, source: str, path: Path) -> Optional[Span]:

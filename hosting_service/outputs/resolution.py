@@ -59,8 +59,9 @@ def location_file(records: LocationRecords, instance_id: str, location_id: str, 
     Raises :class:`NotInOutputLocation` for a location that is not this instance's, or names that lead
     out of it.
     """
-    row = records.store.read().execute("SELECT * FROM output_locations WHERE id = ? AND instance_id = ?",
-                                       (location_id, instance_id)).fetchone()
+    with records.store.reading() as db:
+        row = db.execute("SELECT * FROM output_locations WHERE id = ? AND instance_id = ?",
+                         (location_id, instance_id)).fetchone()
     if row is None:
         raise NotInOutputLocation(f"instance {instance_id} has no output location {location_id}")
     return _within(records, Location.from_row(row), names, "/".join([location_id, *names]))
