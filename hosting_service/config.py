@@ -226,6 +226,10 @@ class Settings:
     not share the server's filesystem: inputs are served as http: URIs (``/inputs/...``) and only http:
     output locations are handed out."""
 
+    log_format: str = field(default="text", metadata={"env": "LOG_FORMAT", "parse": _choice("text", "json")})
+    """Server log lines: ``text`` (one line each) or ``json`` (one JSON object a line, with ``instance_id`` and
+    ``job_id`` when known), gunicorn's own lines too (:mod:`hosting_service.logs`)."""
+
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
         """Settings from ``DICOM_HOST_*`` variables; unset ones keep their defaults.

@@ -4,11 +4,15 @@
   before the application sees it, with a small HTML page. Peers of this server are SOAP stacks, zeep and
   scripts, not browsers: the same answer goes out as plain text, so that no error of this server is HTML.
 * gunicorn's own log lines quote what clients sent (an invalid request line, the URI of a failed request):
-  tokens in them are redacted like the project's own (:mod:`hosting_service.logs`).
+  tokens in them are redacted like the project's own (:mod:`hosting_service.logs`); with
+  ``--log-format json``, ``serve`` names :class:`JsonLogger` as gunicorn's logger class.
+* The workers' metric files (:mod:`hosting_service.metrics`): a dead worker's are marked, and the folder
+  goes when the server exits.
 """
-from gunicorn import util
+from gunicorn import glogging, util
 
-from hosting_service.logs import redact_gunicorn_logs
+from hosting_service import metrics
+from hosting_service.logs import JsonFormatter, redact_gunicorn_logs
 
 
 def _write_plain_error(sock, status_int: int, reason: str, mesg: str) -> None:
@@ -18,6 +22,16 @@ def _write_plain_error(sock, status_int: int, reason: str, mesg: str) -> None:
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger with its error and access lines written as the project's JSON lines."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JsonFormatter())
+
+
 def on_starting(server) -> None:
     redact_gunicorn_logs()
 
@@ -25,3 +39,11 @@ def on_starting(server) -> None:
 def post_worker_init(worker) -> None:
     redact_gunicorn_logs()  # also where a worker's loggers were set up again after the fork
     util.write_error = _write_plain_error
+
+
+def child_exit(server, worker) -> None:
+    metrics.worker_exited(worker.pid)
+
+
+def on_exit(server) -> None:
+    metrics.remove_multiprocess_dir()

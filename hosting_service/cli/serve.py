@@ -8,6 +8,9 @@ other process can take the port in between. Workers are gunicorn ``gthread`` wor
 request before a thread takes it (:mod:`hosting_service.worker`): a long http: upload, a long poll of the
 admin API or a slow client never holds up an application's SOAP call, and several workers share the
 SQLite store safely. gunicorn's control socket is off: servers on one machine share nothing through it.
+The workers' metric files go to a private folder made here (:func:`hosting_service.metrics.
+prepare_multiprocess_dir`), removed when gunicorn exits. With ``--log-format json`` gunicorn's own lines
+are JSON lines too.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import os
 import socket
 import sys
 
+from hosting_service import metrics
 from hosting_service.cli.exits import EXIT_USAGE
 from hosting_service.config import ENV_PREFIX, OUTPUT_SEMANTICS, Settings
+from hosting_service.logs import LOG_FORMATS
 
 _BACKLOG = 2048
 
@@ -65,6 +70,8 @@ def add_parser(sub) -> None:
                    help="folders on this server whose files the admin API may offer as inputs by path "
                         "(default: none; job inputs are uploaded)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   help="log lines as text or as JSON objects (default $DICOM_HOST_LOG_FORMAT, else text)")
     p.set_defaults(handler=run)
 
 
@@ -73,7 +80,8 @@ _OPTION_VARIABLES = [("data_dir", "DATA_DIR"), ("admin_token", "ADMIN_TOKEN"), (
                      ("output_semantics", "OUTPUT_SEMANTICS"), ("output_retention", "OUTPUT_RETENTION"),
                      ("upload_quota", "UPLOAD_QUOTA"), ("upload_max_request", "UPLOAD_MAX_REQUEST"),
                      ("read_timeout", "READ_TIMEOUT"), ("max_connections", "MAX_CONNECTIONS"),
-                     ("store", "STORE"), ("apps", "APPS"), ("input_roots", "INPUT_ROOTS")]
+                     ("store", "STORE"), ("apps", "APPS"), ("input_roots", "INPUT_ROOTS"),
+                     ("log_format", "LOG_FORMAT")]
 
 
 def _settings_env(args) -> dict[str, str]:
@@ -135,6 +143,7 @@ def run(args) -> int:
             env[ENV_PREFIX + "APPS"] = str(settings.apps_file.resolve())
         load_registry(settings)  # a mistake in the app registry stops the start, naming file, entry and field
         open_store(Settings.from_env(env)).close()  # migrate once, before the workers race for it
+        env[metrics.MULTIPROC_ENV] = metrics.prepare_multiprocess_dir()
     except (ValueError, OSError, StoreError) as exc:
         print(f"dicom-host serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -153,6 +162,7 @@ def run(args) -> int:
         "--error-logfile", "-",
         "--name", "dicom-host",
         "--config", "python:hosting_service.cli.gunicorn_conf",
+        *(["--logger-class", "hosting_service.cli.gunicorn_conf.JsonLogger"] if settings.log_format == "json" else []),
         "hosting_service.app:create_app()",
     ]
     os.execve(sys.executable, argv, env)

@@ -34,6 +34,7 @@ from http import HTTPStatus
 from typing import Any, Iterable
 from wsgiref.util import FileWrapper
 
+from hosting_service import metrics
 from hosting_service.config import DIRECTORY_SEMANTICS, Settings
 from hosting_service.logs import redacted_path
 from hosting_service.errors import ClientError
@@ -145,6 +146,7 @@ class UploadApp:
         except BaseException as exc:
             self._abandon(upload, size, exc)
             raise
+        metrics.uploaded(size)
         log.info("instance %s: stored %s (%d bytes) in output location %s", location.instance_id, name, size,
                  location.id)
         return _answer(start_response, 201, {"uri": uri, "name": name, "size": size, "sha256": sha256},

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import time
 from typing import Any, Callable, Optional
 
 from lxml import etree
@@ -35,6 +36,7 @@ from spyne.model.fault import Fault
 from spyne.protocol.soap import Soap11
 from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 
+from hosting_service import metrics
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError, ServerConfigurationError
 from hosting_service.states import PreconditionViolation
@@ -107,6 +109,8 @@ class SoapEndpoint:
         name = "request"
         settings = self.settings
         size: Optional[int] = None
+        fault: Optional[str] = None
+        started = time.perf_counter()
         try:
             body = read_body(environ, settings.soap_max_body_bytes)
             size = len(body)
@@ -123,17 +127,21 @@ class SoapEndpoint:
             answer = self._invoke(environ, operation, request)
         except EnvelopeFault as exc:
             logger.info("%s %s: %s fault: %s", self._normalizer.service_name, name, exc.faultcode, exc)
+            fault = exc.faultcode
             return fault_response(start_response, exc.faultcode, str(exc))
         except (ClientError, PreconditionViolation) as exc:
             logger.info("%s %s: Client fault: %s", self._normalizer.service_name, name, exc)
+            fault = CLIENT
             return fault_response(start_response, CLIENT, str(exc))
         except ServerConfigurationError as exc:
             logger.error("%s %s: Server fault: %s", self._normalizer.service_name, name, exc)
             return fault_response(start_response, SERVER, str(exc))
         except Exception:
             logger.exception("%s %s: internal error", self._normalizer.service_name, name)
+            fault = SERVER
             return fault_response(start_response, SERVER, INTERNAL_ERROR)
         finally:
+            metrics.soap_call(name, time.perf_counter() - started, fault)
             if size is None or size >= _LARGE_REQUEST:  # large, or refused while reading (a gzip bomb?)
                 _return_freed_memory()
         start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(answer)))])
