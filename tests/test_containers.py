@@ -4,21 +4,26 @@ no engine can run. The images come from the project's own scripts (scripts/base-
 """
 from __future__ import annotations
 
+import os
 import secrets
 import socket
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from conftest import HostServer
-from docker_engine import APPS_IMAGE, PYTHON_IMAGE, Engine
+from docker_engine import APPS_IMAGE, PYTHON_IMAGE, SERVER_IMAGE, Engine
 from hosting_service.orchestration.container import (
     APP_PORT, LABEL_ATTEMPT, LABEL_JOB, LABEL_WORKER, AppContainer, ContainerLauncher, Reaper, container_name,
     memory_bytes, reap,
 )
 from hosting_service.orchestration.process import LaunchError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))  # check_mip.py: results by content
 
 pytestmark = pytest.mark.timeout(900)  # the first test may build the images (minutes on a cold cache)
 
@@ -274,3 +279,50 @@ def test_the_mip_app_in_its_image_reaches_the_server_by_url_and_answers_at_its_n
     finally:
         app.abort(1.0)
     assert gone(engine, app)
+
+
+def test_a_worker_runs_a_job_of_an_image_entry_as_a_container_over_http_only(engine, network, tmp_path):
+    """A registry entry with an ``image``: a worker (itself a container of the server image on the network, with
+    the Docker socket, as in docker-compose.yml) starts the MIP app as a container; the app reaches the server by
+    URL only (http: inputs and outputs), the results are the MIP, and the app's container is gone."""
+    from check_mip import check
+    from hosting_service.admin.jobs_client import JobsClient
+    from hosting_service.dicom.samples import main as write_samples
+
+    problem = engine.image(APPS_IMAGE)
+    assert problem is None, problem
+    registry = tmp_path / "apps.toml"
+    registry.write_text(f'[apps.mip]\nimage = "{APPS_IMAGE}"\noutput_protocols = ["http"]\nfile_uris = false\n'
+                        'memory = "1g"\ncpus = 1.0\n')
+    network.reload()
+    gateway = network.attrs["IPAM"]["Config"][0]["Gateway"]
+    token = secrets.token_hex(16)
+    server = NetworkServer(tmp_path / "data", ["--apps", str(registry)],
+                           {"DICOM_HOST_ADMIN_TOKEN": token, "DICOM_HOST_FILE_URIS": "false",
+                            "DICOM_HOST_OUTPUT_PROTOCOLS": "http"})
+    server.listener = socket.create_server((gateway, 0), backlog=128)
+    server.args += ["--public-url", server.url]
+    server.start()
+    socket_path = "/var/run/docker.sock"
+    worker = engine.client.containers.run(
+        SERVER_IMAGE, ["worker", "--server", server.url, "--name", "w-test"], detach=True, network=network.name,
+        environment={"DICOM_HOST_ADMIN_TOKEN": token, "DICOM_HOST_DOCKER_NETWORK": network.name},
+        volumes={socket_path: {"bind": socket_path, "mode": "rw"}}, group_add=[str(os.stat(socket_path).st_gid)],
+        healthcheck={"test": ["NONE"]})
+    try:
+        write_samples([str(tmp_path / "in"), "--series", "2"])
+        jobs = JobsClient(server.url, token=token)
+        job = jobs.submit("mip", [tmp_path / "in"])
+        deadline = time.monotonic() + 120
+        while (job := jobs.job(job["id"]))["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline, (job, worker.logs()[-3000:])
+            time.sleep(0.5)
+        assert job["state"] == "completed", (job, worker.logs()[-3000:])
+        jobs.download_results(job["id"], tmp_path / "out")
+        assert check(tmp_path / "in", tmp_path / "out") == []
+        assert job["manifest"]["instance"]["applicationURL"].startswith("http://dicom-host-app-")
+        assert (tmp_path / "out" / "app.log").read_text().strip(), "the app's output reaches app.log"
+        assert not engine.client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job['id']}"})
+    finally:
+        worker.remove(force=True)
+        server.close()
