@@ -73,6 +73,8 @@ class SQLiteStore(SQLStore):
         yield self._connection()
 
     def check(self) -> None:
+        if not self.path.exists():  # its folder removed: a connection already open would still answer
+            raise StoreError(f"the store {self.path} is gone")
         try:
             self._connection().execute("SELECT 1").fetchone()
         except sqlite3.Error as exc:
