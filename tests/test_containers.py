@@ -324,5 +324,5 @@ def test_a_worker_runs_a_job_of_an_image_entry_as_a_container_over_http_only(eng
         assert (tmp_path / "out" / "app.log").read_text().strip(), "the app's output reaches app.log"
         assert not engine.client.containers.list(all=True, filters={"label": f"{LABEL_JOB}={job['id']}"})
     finally:
-        worker.remove(force=True)
+        worker.remove(force=True, v=True)  # and the anonymous volume of the image's data folder
         server.close()
