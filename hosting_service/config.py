@@ -179,6 +179,14 @@ class Settings:
     """Binary values up to this size are InlineBinary in a Native DICOM Model; larger ones are BulkData
     that GetData serves."""
 
+    docker_network: str = field(default="", metadata={"env": "DOCKER_NETWORK", "parse": str})
+    """``dicom-host worker``: the Docker network that app containers (registry entries with an ``image``) join, where
+    their names resolve and the server is reachable; required for such apps (docker-compose.yml sets it)."""
+
+    container_host_url: str = field(default="", metadata={"env": "CONTAINER_HOST_URL", "parse": str})
+    """``dicom-host worker``: the server's URL as app containers reach it on that network, the base of their
+    ``--hostURL``; empty: the hostURL the server gives (its public URL)."""
+
     read_timeout: float = field(default=30.0, metadata={"env": "READ_TIMEOUT", "parse": float})
     """Seconds a client has to send a whole request (head and body; for an upload to an http: output location,
     the head), and the longest pause allowed within an upload's body. A slower client gets ``408``, or its

@@ -16,8 +16,10 @@ this worker's (409), or the worker cannot renew it before it expires, the applic
 and the job abandoned (the server has queued it again or failed it). A cancel requested through the API
 arrives with a heartbeat's answer and cancels the task gracefully (SetState(CANCELED), IDLE, EXIT).
 
-Registry entries with an ``image`` run through a container launcher (:attr:`RunOptions.launcher`, the
-``ContainerLauncher`` of issue 9); a worker without one finishes such a job as ``usage``, saying so.
+Registry entries with an ``image`` run as containers (:attr:`RunOptions.launcher` is a
+:class:`~hosting_service.orchestration.container.ContainerLauncher` on ``DICOM_HOST_DOCKER_NETWORK``); while
+the worker runs, a :class:`~hosting_service.orchestration.container.Reaper` removes the app containers of jobs
+no longer leased to their worker.
 
 Stopping: the first :meth:`JobWorker.stop` (SIGTERM, SIGHUP, SIGINT) stops leasing and cancels the running
 jobs gracefully; they are finished as ``canceled`` and the worker exits. A second one kills their
@@ -26,6 +28,7 @@ unrun, as result ``server`` (retried where the registry allows it).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import shutil
@@ -37,9 +40,12 @@ from typing import Optional
 
 from hosting_service.admin.client import AdminError
 from hosting_service.admin.jobs_client import JobsClient
+from hosting_service.config import Settings
+from hosting_service.orchestration.container import ContainerLauncher, Reaper
 from hosting_service.orchestration.heartbeat import Heartbeat
 from hosting_service.orchestration.options import JobLease, RunOptions
 from hosting_service.orchestration.outcome import Outcome, Result
+from hosting_service.orchestration.process import LaunchError
 from hosting_service.orchestration.progress import Reporter
 from hosting_service.orchestration.runner import Runner
 from hosting_service.orchestration.tempdirs import private_temp, remove_stale
@@ -164,11 +170,13 @@ class JobRun:
 
     def _run(self, folder: Path) -> Outcome:
         spec = self.grant["app"]
-        if spec.get("image"):
-            return Outcome(Result.USAGE, f"app {spec.get('name')} runs as a container image, and this worker has no "
-                           "container launcher")
         try:
-            options = run_options(self.grant, folder, self.worker.options.server, self.worker.options.admin_token)
+            if spec.get("image"):
+                options = self._container_options(folder)
+            else:
+                options = run_options(self.grant, folder, self.worker.options.server, self.worker.options.admin_token)
+        except LaunchError as exc:
+            return Outcome(Result.USAGE, str(exc))
         except (KeyError, TypeError, ValueError, OSError) as exc:
             return Outcome(Result.USAGE, f"the app entry cannot be run: {type(exc).__name__}: {exc}")
         runner = Runner(options, Reporter())
@@ -181,6 +189,19 @@ class JobRun:
             runner.abort(self.lost, Result.SERVER)
         log.info("job %s: running %s (%s)", self.job_id, self.grant["job"].get("app"), options.app)
         return runner.run()
+
+    def _container_options(self, folder: Path) -> RunOptions:
+        """An entry with an ``image`` runs as a container on the stack's network (:mod:`.container`): its
+        working folder and environment are the container's, not this worker's."""
+        spec, job = self.grant["app"], self.grant["job"]
+        settings = Settings.from_env()
+        launcher = ContainerLauncher(spec, network=settings.docker_network, worker=self.worker.options.name,
+                                     job_id=self.job_id, attempt=int(job.get("attempts") or 0),
+                                     host_url_base=settings.container_host_url)
+        grant = {**self.grant, "app": {**spec, "working_dir": None, "environment": {}}}
+        options = run_options(grant, folder, self.worker.options.server, self.worker.options.admin_token)
+        return dataclasses.replace(options, app=shlex.join(spec.get("command") or [str(spec["image"])]),
+                                   launcher=launcher)
 
     def _hand_in(self, results: Path, outcome: Outcome) -> None:
         result, reason = FINISH_RESULTS[outcome.result], outcome.reason
@@ -268,6 +289,7 @@ class JobWorker:
             log.info("removed %s (its process is gone)", folder)
         log.info("worker %s: leasing jobs from %s (concurrency %d%s)", self.options.name, self.options.server,
                  self.options.concurrency, f", apps {','.join(self.options.apps)}" if self.options.apps else "")
+        reaper = self._container_reaper()
         failing = False
         refused: Optional[AdminError] = None
         while not self.stops:
@@ -293,8 +315,27 @@ class JobWorker:
                 continue
             self._start(grant)
         self._await_all()
+        if reaper is not None:
+            reaper.stop()
         self.client.close()
         return refused
+
+    def _container_reaper(self) -> Optional[Reaper]:
+        """Where apps run as containers (``DICOM_HOST_DOCKER_NETWORK`` set): remove the app containers whose
+        job is no longer leased to their worker (a worker that died), now and every few seconds."""
+        if not Settings.from_env().docker_network:
+            return None
+        client = JobsClient(self.options.server, token=self.options.admin_token, timeout=self.options.call_timeout)
+
+        def job_state(job_id: str) -> Optional[dict]:
+            try:
+                return client.job(job_id)
+            except AdminError as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return Reaper(job_state, self.options.name, log=log.info).start()
 
     def _start(self, grant: dict) -> None:
         run = JobRun(self, grant)
