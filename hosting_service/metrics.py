@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from hosting_service.processes import alive
+
 log = logging.getLogger("dicom_host.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -177,7 +179,7 @@ def prepare_multiprocess_dir() -> str:
     base = Path(tempfile.gettempdir())
     for stale in base.glob(_DIR_PREFIX + "*"):
         match = _DIR_NAME.match(stale.name)
-        if match and stale.is_dir() and stale.stat().st_uid == os.getuid() and not _alive(int(match["pid"])):
+        if match and stale.is_dir() and stale.stat().st_uid == os.getuid() and not alive(int(match["pid"])):
             shutil.rmtree(stale, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{_DIR_PREFIX}{os.getpid()}-", dir=base)
 
@@ -196,13 +198,3 @@ def remove_multiprocess_dir() -> None:
     path = os.environ.get(MULTIPROC_ENV)
     if path and Path(path).name.startswith(_DIR_PREFIX):
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 from hosting_service.orchestration.process import LaunchError, OutputSink
+from hosting_service.processes import describe_exit
 
 LABEL_JOB = "dicom-host.job"
 LABEL_WORKER = "dicom-host.worker"
@@ -216,16 +217,9 @@ class AppContainer:
 
     def describe_exit(self) -> str:
         code = self.poll()
-        if code is None:
-            return "still running"
-        if self._oom:
+        if code is not None and self._oom:
             return f"killed: out of memory (limit {self._memory})"
-        if code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
+        return describe_exit(code)
 
     # --- the waiting thread -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO, Callable, Optional, Protocol, Sequence
 
 from hosting_service.orchestration.lifeline import dying_with
+from hosting_service.processes import describe_exit
 
 OutputSink = Callable[[str, str], None]
 """Called with ``(stream, line)`` for every line the application writes; ``stream`` is stdout or stderr."""
@@ -177,15 +178,7 @@ class AppProcess:
 
     def describe_exit(self) -> str:
         """``exit status N`` or ``killed by SIGNAME`` for the ended process."""
-        code = self.poll()
-        if code is None:
-            return "still running"
-        if code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
+        return describe_exit(self.poll())
 
     def _signal_group(self, sig: signal.Signals) -> None:
         try:

@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from hosting_service.processes import alive
+
 KINDS = ("run", "worker")
 _NAME = re.compile(r"^dicom-host-(?:run|worker)-(\d+)-")
 
@@ -24,16 +26,6 @@ def private_temp(kind: str, root: Optional[Path] = None) -> Path:
     and this process."""
     assert kind in KINDS
     return Path(tempfile.mkdtemp(prefix=f"dicom-host-{kind}-{os.getpid()}-", dir=root))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
 
 
 def remove_stale(root: Optional[Path] = None) -> list[Path]:
@@ -54,7 +46,7 @@ def remove_stale(root: Optional[Path] = None) -> list[Path]:
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if not entry.is_dir(follow_symlinks=False) or info.st_uid != uid or _alive(int(match.group(1))):
+        if not entry.is_dir(follow_symlinks=False) or info.st_uid != uid or alive(int(match.group(1))):
             continue
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(Path(entry.path))
