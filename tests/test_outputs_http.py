@@ -377,8 +377,11 @@ def test_an_upload_in_flight_when_the_application_goes_idle_is_refused(host_serv
 def test_a_long_upload_is_stopped_early_when_its_location_closes(host_server):
     inst, uri = started(host_server)
     total = 64 * MIB
-    sock = raw_upload(uri + "long.dcm", f"Content-Length: {total}\r\n".encode(), [os.urandom(MIB)],
-                      between=lambda i: drive(inst["hostURL"], "EXIT"))
+    sock = raw_upload(uri + "long.dcm", f"Content-Length: {total}\r\n".encode(), [os.urandom(MIB)])
+    # admitted first (recorded as being written): an EXIT before admission refuses the upload at its head,
+    # which is another test; this one is about the body of an upload that was under way
+    wait_for(lambda: described(host_server, inst, uri)["files"], timeout=30)
+    drive(inst["hostURL"], "EXIT")
     block, sent = os.urandom(MIB), MIB
     try:
         while sent < total:
@@ -387,7 +390,7 @@ def test_a_long_upload_is_stopped_early_when_its_location_closes(host_server):
     except (BrokenPipeError, ConnectionResetError):
         pass  # the host answered 410 and closed the connection before the body was done
     sock.close()
-    [event] = wait_for(lambda: events(host_server, inst, "upload"))
+    [event] = wait_for(lambda: events(host_server, inst, "upload"), timeout=30)
     assert event["outcome"] == "refused" and event["received"] < total
 
 
