@@ -182,13 +182,15 @@ def test_queued_job_listed_shown_and_canceled(tmp_path, two_series):
 
 
 def test_submit_streams_a_large_upload_in_bounded_memory(tmp_path):
-    """256 MiB of inputs: the submitting process stays far below that (each file is read in chunks, twice)."""
+    """512 MiB of inputs: the submitting process stays far below that (each file is read in chunks, twice).
+    The bound leaves room for the interpreter and its imports (about 70 MiB) and for what a loaded machine
+    adds (up to 170 MiB seen in a full CI run), and still fails a client that holds the body."""
     server = HostServer(tmp_path / "data", ["--apps", str(write_registry(tmp_path / "apps.toml", APPS))]).start()
     try:
         big = tmp_path / "inputs" / "big.bin"
         big.parent.mkdir()
         with open(big, "wb") as f:
-            f.truncate(256 << 20)
+            f.truncate(512 << 20)
         (big.parent / "small.bin").write_bytes(b"x" * 1000)
         script = ("import resource, sys; from hosting_service.cli.main import main; "
                   f"code = main(['submit', '--server', {server.url!r}, '--app', 'mip', '--input', {str(big.parent)!r}]); "
@@ -197,9 +199,9 @@ def test_submit_streams_a_large_upload_in_bounded_memory(tmp_path):
                               timeout=120)
         assert done.returncode == 0, done.stderr
         job = json.loads(done.stdout)
-        assert job["inputs"] == {"count": 2, "bytes": (256 << 20) + 1000}
+        assert job["inputs"] == {"count": 2, "bytes": (512 << 20) + 1000}
         maxrss_kib = int(done.stderr.split("maxrss")[1].split()[0])
-        assert maxrss_kib < 128 * 1024, f"the submitting process grew to {maxrss_kib} KiB"
+        assert maxrss_kib < 256 * 1024, f"the submitting process grew to {maxrss_kib} KiB"
     finally:
         server.close()
 
