@@ -305,3 +305,17 @@ def test_a_worker_the_server_refuses_exits_at_once(jobs_server, tmp_path):
         assert refused.returncode == 3 and "401" in refused.stderr, refused.stderr
     finally:
         guarded.close()
+
+
+def test_json_logs_of_a_worker_carry_the_job_id(jobs_server, series, tmp_path):
+    """``worker --log-format json``: one JSON object a line; the lines of a job's thread name its job."""
+    log = tmp_path / "worker.log"
+    worker = start_worker(jobs_server.url, "--log-format", "json", log=log)
+    try:
+        job_id = submitted(jobs_server.url, "mip", series)
+        assert final(JobsClient(jobs_server.url), job_id, 60)["state"] == "completed"
+    finally:
+        assert stop(worker) == 0
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    assert any(r.get("job_id") == job_id and job_id in r["message"] for r in records), records
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)

@@ -25,6 +25,8 @@ import sys
 
 from hosting_service.cli.exits import EXIT_OK, EXIT_SERVER, EXIT_USAGE
 from hosting_service.cli.server_args import TokenError, add_server_arguments, admin_token
+from hosting_service.config import ENV_PREFIX
+from hosting_service.logs import LOG_FORMATS, configure_logging
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -56,6 +58,9 @@ def add_parser(sub) -> None:
     p.add_argument("--apps", type=_apps, metavar="A,B", help="run only jobs of these apps (default: any)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                    help="what the worker logs on stderr (default info)")
+    p.add_argument("--log-format", choices=LOG_FORMATS,
+                   help="log lines as text or as JSON objects carrying job_id (default $DICOM_HOST_LOG_FORMAT, "
+                        "else text)")
     p.set_defaults(handler=run)
 
 
@@ -70,9 +75,8 @@ def run(args) -> int:
     except (ValueError, TokenError) as exc:
         print(f"dicom-host worker: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("dicom_host").setLevel(args.log_level.upper())  # the libraries' chatter stays out
+    configure_logging(args.log_format or os.environ.get(ENV_PREFIX + "LOG_FORMAT") or "text")
+    logging.getLogger("dicom_host").setLevel(args.log_level.upper())  # the libraries' warnings only
     previous = {sig: signal.signal(sig, lambda signum, frame: worker.stop()) for sig in STOP_SIGNALS}
     try:
         refused = worker.run()

@@ -41,6 +41,7 @@ from typing import Optional
 from hosting_service.admin.client import AdminError
 from hosting_service.admin.jobs_client import JobsClient
 from hosting_service.config import Settings
+from hosting_service.logs import bind
 from hosting_service.orchestration.container import ContainerLauncher, Reaper
 from hosting_service.orchestration.heartbeat import Heartbeat
 from hosting_service.orchestration.options import JobLease, RunOptions
@@ -154,6 +155,10 @@ class JobRun:
     # --- the job's thread ---------------------------------------------------------------------------------
 
     def _main(self) -> None:
+        with bind(job_id=self.job_id):  # every log line of this job's thread names it
+            self._carry_out()
+
+    def _carry_out(self) -> None:
         folder = private_temp("worker", self.worker.options.temp_root)
         heartbeat = Heartbeat(self._beat, self.lease_seconds / 3, name=f"lease-{self.job_id}").start()
         try:
