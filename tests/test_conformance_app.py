@@ -173,7 +173,9 @@ def test_an_interrupted_run_leaves_no_application_behind():
             time.sleep(0.1)
         assert _processes_with(marker), "no application was launched"
         tool.send_signal(signal.SIGTERM)
-        assert tool.wait(8) == 130, "the run did not stop promptly"  # not after the scenarios left
+        # promptly: not after the scenarios left, which takes minutes (8 s was exceeded once on Python 3.12
+        # in a full CI run, the tool's threads in the middle of their calls)
+        assert tool.wait(20) == 130, "the run did not stop promptly"
         assert _processes_with(marker) == []
     finally:
         tool.kill()
