@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from hosting_service.admin.client import AdminError
 from hosting_service.cli.exits import (
-    EXIT_APP_FAILED,
     EXIT_CANCELED,
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_SERVER,
-    EXIT_TIMEOUT,
     EXIT_USAGE,
 )
+from hosting_service.cli.run import EXIT_CODES
 from hosting_service.cli.server_args import TokenError, add_server_arguments, admin_token
 from hosting_service.orchestration.destination import Destination, DestinationError
 from hosting_service.orchestration.manifest import MANIFEST_NAME
+from hosting_service.orchestration.outcome import Result
 from hosting_service.orchestration.progress import Reporter
 
 if TYPE_CHECKING:  # loaded when a job command runs, not by every dicom-host command
@@ -43,16 +43,6 @@ if TYPE_CHECKING:  # loaded when a job command runs, not by every dicom-host com
 
 JOB_STATES = ("queued", "running", "completed", "failed", "canceled")
 FINAL_STATES = frozenset({"completed", "failed", "canceled"})
-EXIT_CODES = {
-    "completed": EXIT_OK,
-    "usage": EXIT_USAGE,
-    "server": EXIT_SERVER,
-    "app-failed": EXIT_APP_FAILED,
-    "timeout": EXIT_TIMEOUT,
-    "canceled": EXIT_CANCELED,
-    "internal": EXIT_INTERNAL,
-}
-"""A finished job's ``result`` as ``run``'s exit status."""
 QUEUED_POLL_SECONDS = 5.0
 """Longest long poll of the job's events while it has no instance yet."""
 INSTANCE_POLL_SECONDS = 1.0
@@ -273,9 +263,17 @@ def _submit(client: JobsClient, args) -> int:
     return _conclude(client, final, destination, args)
 
 
+def _exit_status(result: str) -> int:
+    """A finished job's ``result`` (a :class:`Result` value) as ``run``'s exit status for that result."""
+    try:
+        return EXIT_CODES[Result(result)]
+    except ValueError:
+        return EXIT_INTERNAL
+
+
 def _conclude(client: JobsClient, job: dict, destination: Optional[Destination], args) -> int:
     result = job.get("result") or ("canceled" if job["state"] == "canceled" else "server")
-    status = EXIT_CODES.get(result, EXIT_INTERNAL) if job["state"] != "completed" else EXIT_OK
+    status = EXIT_OK if job["state"] == "completed" else _exit_status(result)
     reason = job.get("reason") or result
     summary = ""
     if destination is not None:

@@ -18,14 +18,15 @@ from typing import Any, Iterable, Optional
 
 from hosting_service.config import Settings
 from hosting_service.errors import ClientError
+from hosting_service.orchestration.outcome import Result
 from hosting_service.tokens import new_token
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELED = "queued", "running", "completed", "failed", "canceled"
 STATES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELED)
 FINAL_STATES = frozenset({COMPLETED, FAILED, CANCELED})
-RESULTS = ("completed", "app-failed", "timeout", "canceled", "server", "usage", "internal")
-"""What a worker reports with ``finish`` (the outcomes of ``dicom-host run``)."""
-RETRIED_RESULTS = frozenset({"app-failed", "timeout", "server", "internal"})
+RESULTS = tuple(result.value for result in Result)
+"""What a worker reports with ``finish``: the outcomes of ``dicom-host run``, spelled as in its manifest."""
+RETRIED_RESULTS = frozenset(r.value for r in (Result.APP_FAILED, Result.TIMEOUT, Result.SERVER, Result.INTERNAL))
 LEASE_EXPIRED = "lease expired (worker gone)"
 MAX_REASON = 2000
 

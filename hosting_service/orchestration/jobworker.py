@@ -53,16 +53,6 @@ from hosting_service.orchestration.tempdirs import private_temp, remove_stale
 
 log = logging.getLogger("dicom_host.jobworker")
 
-FINISH_RESULTS = {
-    Result.COMPLETED: "completed",
-    Result.CANCELED: "canceled",
-    Result.APP_FAILED: "app-failed",
-    Result.TIMEOUT: "timeout",
-    Result.SERVER: "server",
-    Result.USAGE: "usage",
-    Result.INTERNAL: "internal",
-}
-"""A run's result as ``POST /admin/jobs/<id>/finish`` names it."""
 RETRY_SECONDS = 2.0
 """Pause after the server could not be reached before the next lease call."""
 
@@ -209,7 +199,7 @@ class JobRun:
                                    launcher=launcher)
 
     def _hand_in(self, results: Path, outcome: Outcome) -> None:
-        result, reason = FINISH_RESULTS[outcome.result], outcome.reason
+        result, reason = outcome.result.value, outcome.reason
         if results.is_dir() and any(results.iterdir()):
             try:
                 self.client.upload_results(self.job_id, self.lease, results)
