@@ -81,7 +81,6 @@ class HostingApp:
         metrics.enable(self.store)
 
     def __call__(self, environ, start_response):
-        self.admin.jobs.reaper.ensure_started()  # this process's lease reaper (a thread: started after the fork)
         try:
             return self._route(environ, start_response)
         except Exception:  # every layer answers its own errors; this is the last line for the host's bugs

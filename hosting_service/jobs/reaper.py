@@ -47,7 +47,7 @@ class Reaper:
         self._lock = threading.Lock()
 
     def ensure_started(self) -> None:
-        """Start the reaping thread of this process, once (cheap when it runs: called on every request)."""
+        """Start the reaping thread of this process, once (again in a forked child: threads do not survive a fork)."""
         if self._pid == os.getpid():
             return
         with self._lock:
